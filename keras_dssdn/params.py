@@ -1,0 +1,77 @@
+"""Front-end hyper-parameters shared by the data pipeline, the models and export.
+
+The paper does not publish its front end. The defaults below are our choice
+(documented in the README): TAU / TUT recordings are 44.1 kHz, so we keep that
+rate (no resampling for the paper's data), a 2048-point (46 ms) window, a
+1024-sample (23 ms) hop and 128 mel bands. A 10-s clip then gives a
+128 x 431 log-mel map; a 1-s segment gives 128 x 44.
+
+Layout convention used everywhere in the package: a log-mel map is
+``(n_mels, frames, 1)`` -- frequency on the height axis with the *lowest* mel
+band at index 0, time on the width axis, one channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontEndParams:
+    """Log-mel front-end settings (units: Hz, samples, seconds)."""
+
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    win_length: int = 2048
+    hop_length: int = 1024
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: Optional[float] = None  # None -> sample_rate / 2
+    log_offset: float = 1e-6  # log(mel_power + log_offset)
+    center: bool = True  # reflect-pad n_fft // 2 on both sides, as librosa does
+    clip_seconds: float = 10.0  # length the models are sized for by default
+
+    def num_samples(self, seconds: Optional[float] = None) -> int:
+        """Samples in a clip of ``seconds`` (default ``clip_seconds``)."""
+        seconds = self.clip_seconds if seconds is None else seconds
+        return int(round(seconds * self.sample_rate))
+
+    def num_frames(self, seconds: Optional[float] = None) -> int:
+        """STFT frames in a clip of ``seconds`` (431 for 10 s, 44 for 1 s)."""
+        n = self.num_samples(seconds)
+        if self.center:
+            return 1 + n // self.hop_length
+        return 1 + (n - self.n_fft) // self.hop_length
+
+    def input_shape(self, seconds: Optional[float] = None) -> tuple:
+        """Model input shape ``(n_mels, frames, 1)`` for a clip of ``seconds``."""
+        return (self.n_mels, self.num_frames(seconds), 1)
+
+    @property
+    def effective_fmax(self) -> float:
+        return self.sample_rate / 2.0 if self.fmax is None else float(self.fmax)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrontEndParams":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown front-end parameter(s) {unknown}; valid keys are {sorted(known)}."
+            )
+        return cls(**d)
+
+
+DEFAULT_FRONTEND = FrontEndParams()
+
+#: DCASE 2022-2024 Task 1 complexity limits (per 1-s clip).
+DCASE_MAX_PARAMS = 128_000
+DCASE_MAX_MACS = 30_000_000
