@@ -1,6 +1,36 @@
-"""keras_dssdn: Deep Space Separable Distillation Networks for acoustic scene classification."""
+"""keras_dssdn: Deep Space Separable Distillation Networks (Ye & Tian, 2024) for acoustic scene classification.
+
+Quick start::
+
+    import keras_dssdn
+    model = keras_dssdn.DSSDNSmall()          # (128, 431, 1) log-mel of a 10-s clip -> 10 classes
+    print(keras_dssdn.profile(model).table())  # per-layer parameters and MACs
+"""
 
 __version__ = "0.1.0"
 
-from keras_dssdn.params import FrontEndParams, DEFAULT_FRONTEND  # noqa: F401
+import os as _os
+
+# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) drowns tool output;
+# a user's own TF_CPP_MIN_LOG_LEVEL wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_dssdn.params import DCASE_MAX_MACS, DCASE_MAX_PARAMS, DEFAULT_FRONTEND, FrontEndParams  # noqa: F401
 from keras_dssdn.frequency import FrequencySplit, split_point  # noqa: F401
+from keras_dssdn.regularizers import OrthonormalRegularizer  # noqa: F401
+from keras_dssdn.operators import OSC, SC, SPC  # noqa: F401
+from keras_dssdn.blocks import ECA, dssdb  # noqa: F401
+from keras_dssdn.model import (  # noqa: F401
+    DCASE_SMALL_1S,
+    LARGE,
+    MIDDLE,
+    PRESETS,
+    SMALL,
+    DSSDNConfig,
+    DSSDNLarge,
+    DSSDNMiddle,
+    DSSDNSmall,
+    build_dssdn,
+    resolve_config,
+)
+from keras_dssdn.complexity import ComplexityReport, profile  # noqa: F401
