@@ -124,15 +124,18 @@ class ComplexityReport:
     def table(self) -> str:
         """A fixed-width per-layer table with totals (DCASE-baseline style)."""
         w = max([len(r.name) for r in self.rows] + [10])
+        k = max([len(r.kind) for r in self.rows] + [4])
+        o = max([len(r.output_shape) for r in self.rows] + [12])
+        rule = "-" * (w + k + o + 40)
         lines = [f"Model {self.model_name}: input {self.input_shape}"
                  + (f" ({self.seconds:g} s)" if self.seconds else ""),
-                 f"{'layer':<{w}}  {'type':<22} {'output shape':<22} {'params':>9} {'MACs':>13} {'%MACs':>6}",
-                 "-" * (w + 78)]
+                 f"{'layer':<{w}}  {'type':<{k}}  {'output shape':<{o}}  {'params':>9} {'MACs':>13} {'%MACs':>6}",
+                 rule]
         for r in self.rows:
             pct = 100.0 * r.macs / self.macs if self.macs else 0.0
-            lines.append(f"{r.name:<{w}}  {r.kind:<22} {r.output_shape:<22} {r.params:>9,} {r.macs:>13,} {pct:>6.1f}")
-        lines.append("-" * (w + 78))
-        lines.append(f"{'total':<{w}}  {'':<22} {'':<22} {self.params:>9,} {self.macs:>13,} {100.0 if self.macs else 0:>6.1f}")
+            lines.append(f"{r.name:<{w}}  {r.kind:<{k}}  {r.output_shape:<{o}}  {r.params:>9,} {r.macs:>13,} {pct:>6.1f}")
+        lines.append(rule)
+        lines.append(f"{'total':<{w}}  {'':<{k}}  {'':<{o}}  {self.params:>9,} {self.macs:>13,} {100.0 if self.macs else 0:>6.1f}")
         lines.append(self.summary_line())
         return "\n".join(lines)
 
