@@ -189,7 +189,8 @@ def build_dssdn(
     if include_top:
         if cfg.dropout > 0:
             x = layers.Dropout(cfg.dropout, name="head_dropout")(x)
-        x = layers.Dense(cfg.classes, activation=classifier_activation, name="predictions")(x)
+        # float32 output even under a mixed_float16 policy (stable softmax / loss)
+        x = layers.Dense(cfg.classes, activation=classifier_activation, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, x, name=name)
     model.dssdn_config = cfg  # not serialised; run folders save the config JSON next to the model
     return model

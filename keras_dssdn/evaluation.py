@@ -1,0 +1,163 @@
+"""Evaluate a ``.keras`` or ``.tflite`` (float or int8) model on a labelled split.
+
+:func:`evaluate_model` runs the model over :func:`keras_dssdn.pipeline.make_dataset`
+and returns :func:`keras_dssdn.metrics.classification_metrics` (accuracy,
+class-wise and macro accuracy, log loss, device-wise table, confusion
+matrix). A model whose input is shorter than the clips (e.g. 1-s segments
+of 10-s clips) is run on every segment and its probabilities averaged per
+clip; both segment-level and clip-level results are reported.
+:func:`write_reports` writes ``metrics.json``, ``metrics.md`` and
+``confusion.png`` into a folder, each atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from keras_dssdn.datasets import ClipList
+from keras_dssdn.labels import LabelVocabulary, vocabulary_from_model
+from keras_dssdn.metrics import aggregate_clips, classification_metrics, markdown_report, plot_confusion
+from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
+
+
+class TFLiteClassifier:
+    """A ``.tflite`` classifier with a Keras-like ``predict(x) -> probabilities``.
+
+    Quantises float log-mel input with the model's input scale / zero point
+    when the input is int8, and dequantises the output. Uses ai-edge-litert's
+    reference kernels when ``reference=True`` (the yardstick for TFLite Micro).
+    ``normalization`` is applied first when the exported model expects
+    normalised input.
+    """
+
+    def __init__(self, path_or_bytes, reference: bool = False, normalization=None):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, os.PathLike)) else path_or_bytes
+        kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} if reference else {}
+        self.interpreter = Interpreter(model_content=content, **kwargs)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = tuple(int(d) for d in self.input["shape"][1:])
+        self.normalization = normalization
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        if self.input["dtype"] == np.float32:
+            return x.astype(np.float32)
+        scale, zero = self.input["quantization"]
+        info = np.iinfo(self.input["dtype"])
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        if self.output["dtype"] == np.float32:
+            return y.astype(np.float32)
+        scale, zero = self.output["quantization"]
+        return (y.astype(np.float32) - zero) * scale
+
+    def predict(self, x, verbose=0, batch_size=None) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if self.normalization is not None:
+            x = np.asarray(self.normalization.apply(x))
+        out = []
+        for example in x:
+            self.interpreter.set_tensor(self.input["index"], self.quantize_input(example[None]))
+            self.interpreter.invoke()
+            out.append(self.dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0])
+        return np.stack(out)
+
+
+def load_classifier(path, normalization=None):
+    """A ``.keras`` model (Keras) or a ``.tflite`` model (:class:`TFLiteClassifier`) from a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    if path.suffix == ".tflite":
+        return TFLiteClassifier(path, normalization=normalization)
+    if path.suffix == ".keras":
+        import keras
+
+        import keras_dssdn  # noqa: F401 - registers the custom layers
+
+        return keras.models.load_model(path, compile=False)
+    raise ValueError(f"{path}: expected a .keras or .tflite model file.")
+
+
+def _input_frames(model) -> int:
+    shape = model.input_shape if hasattr(model, "input_shape") and not isinstance(model, TFLiteClassifier) else None
+    if isinstance(model, TFLiteClassifier):
+        return model.input_shape[1]
+    return int(shape[2])
+
+
+def evaluate_model(
+    model,
+    clips: ClipList,
+    *,
+    vocabulary: Optional[LabelVocabulary] = None,
+    frontend: Optional[FrontEndParams] = None,
+    clip_seconds: Optional[float] = None,
+    segment_seconds: Optional[float] = None,
+    batch_size: int = 32,
+) -> dict:
+    """Metrics of ``model`` (Keras model or :class:`TFLiteClassifier`) on labelled ``clips``.
+
+    The vocabulary comes from the model's ClassNames layer unless given.
+    ``segment_seconds`` defaults to the model's input length when that is
+    shorter than the clips. Raises ValueError when the clips carry labels the
+    model does not know.
+    """
+    from keras_dssdn.pipeline import make_dataset
+
+    p = frontend or DEFAULT_FRONTEND
+    vocab = vocabulary or vocabulary_from_model(model)
+    if vocab is None:
+        raise ValueError("The model carries no class names (ClassNames layer); pass vocabulary= (e.g. labels.json).")
+    unknown = sorted({c.label for c in clips if c.label is not None} - set(vocab))
+    if unknown:
+        raise ValueError(f"{clips.name}: labels {unknown} are not among the model's classes {list(vocab)}; "
+                         "evaluate on data with the classes the model was trained on.")
+    clip_s = clip_seconds or p.clip_seconds
+    frames = _input_frames(model)
+    if segment_seconds is None and frames < p.num_frames(clip_s):
+        segment_seconds = next((s / 10 for s in range(1, int(clip_s * 10) + 1) if p.num_frames(s / 10) == frames), None)
+        if segment_seconds is None:
+            raise ValueError(f"The model takes {frames} frames, which matches no clip length on a 0.1-s grid.")
+    ds = make_dataset(clips, p, training=False, vocabulary=vocab, clip_seconds=clip_s,
+                      segment_seconds=segment_seconds, batch_size=batch_size, with_metadata=True, cache=None)
+    probs, labels, clip_index, devices = [], [], [], []
+    for x, y, meta in ds:
+        probs.append(np.asarray(model.predict(x, verbose=0)))
+        labels.append(np.asarray(y))
+        clip_index.append(np.asarray(meta["clip_index"]))
+        devices.append(np.asarray(meta["device"]).astype(str))
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    clip_index, devices = np.concatenate(clip_index), np.concatenate(devices)
+    if segment_seconds is None:
+        out = classification_metrics(labels, probs, vocab.names, devices)
+        out["level"] = "clip"
+        return out
+    clip_probs, ids, clip_labels = aggregate_clips(probs, clip_index, labels)
+    device_of = {int(i): d for i, d in zip(clip_index, devices)}
+    out = classification_metrics(clip_labels, clip_probs, vocab.names, [device_of[int(i)] for i in ids])
+    out["level"] = f"clip (mean of {segment_seconds:g}-s segment probabilities)"
+    seg = classification_metrics(labels, probs, vocab.names, devices)
+    out["segment"] = {k: seg[k] for k in ("examples", "accuracy", "macro_class_accuracy", "log_loss")}
+    return out
+
+
+def write_reports(metrics: dict, out_dir, title: str = "Evaluation", stem: str = "metrics") -> None:
+    """``<stem>.json``, ``<stem>.md`` and ``confusion.png`` in ``out_dir`` (each written atomically)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in ((f"{stem}.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"),
+                       (f"{stem}.md", markdown_report(metrics, title))):
+        tmp = out_dir / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out_dir / name)
+    plot_confusion(metrics, out_dir / ("confusion.png" if stem == "metrics" else f"{stem}_confusion.png"), title)
