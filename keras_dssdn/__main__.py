@@ -1,11 +1,8 @@
-"""``python -m keras_dssdn``: the package's main job on its embedded default.
-
-Prints the complexity table of every preset (no dataset needed).
-"""
+"""``python -m keras_dssdn``: the main job on its embedded default (see :mod:`keras_dssdn.demo`)."""
 
 import sys
 
-from keras_dssdn.complexity import main
+from keras_dssdn.demo import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from keras_dssdn.params import DEFAULT_FRONTEND
+from keras_dssdn.params import BN_MOMENTUM, DEFAULT_FRONTEND
 
 
 def DCASEBaseline(input_shape=None, classes: int = 10, include_top: bool = True, name: str = "dcase2020_baseline",
@@ -28,12 +28,12 @@ def DCASEBaseline(input_shape=None, classes: int = 10, include_top: bool = True,
     x = inputs
     for i, filters in enumerate((16, 16), start=1):
         x = layers.Conv2D(filters, 7, padding="same", name=f"conv{i}")(x)
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
     x = layers.MaxPooling2D((5, 5), name="pool1")(x)
     x = layers.Dropout(0.3, name="drop1")(x)
     x = layers.Conv2D(32, 7, padding="same", name="conv3")(x)
-    x = layers.BatchNormalization(name="bn3")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn3")(x)
     x = layers.ReLU(name="relu3")(x)
     x = layers.MaxPooling2D((4, max(1, (frames // 5))), name="pool2")(x)
     x = layers.Dropout(0.3, name="drop2")(x)

@@ -24,6 +24,7 @@ from keras import layers, ops
 
 from keras_dssdn.frequency import FrequencySplit, split_point
 from keras_dssdn.operators import OPERATORS
+from keras_dssdn.params import BN_MOMENTUM
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
@@ -71,7 +72,7 @@ class ECA(keras.layers.Layer):
 def conv_bn_relu(x, filters: int, kernel_size=1, strides=1, *, name: str):
     """``Conv2D (no bias) -> BatchNorm -> ReLU``; the converter folds the BN."""
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -29,6 +29,7 @@ import math
 import keras
 from keras import layers, ops
 
+from keras_dssdn.params import BN_MOMENTUM
 from keras_dssdn.regularizers import OrthonormalRegularizer
 
 
@@ -79,9 +80,9 @@ class _SeparableOperator(keras.layers.Layer):
         self.spatial_channels = partial_channels(self.filters, self.partial_ratio)
         k = self.kernel_size
         self.freq_depthwise = layers.DepthwiseConv2D((k, 1), padding="same", use_bias=False, name="freq_dw")
-        self.freq_bn = layers.BatchNormalization(name="freq_bn")
+        self.freq_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="freq_bn")
         self.time_depthwise = layers.DepthwiseConv2D((1, k), padding="same", use_bias=False, name="time_dw")
-        self.time_bn = layers.BatchNormalization(name="time_bn")
+        self.time_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="time_bn")
 
     def build(self, input_shape):
         channels = input_shape[-1]
