@@ -150,14 +150,18 @@ def _read_rows(path: str):
             fields.pop()
         rows.append((line_no, [x.strip() for x in fields]))
     head = [h.lower() for h in rows[0][1]]
-    if any(h in COLUMN_ALIASES["filename"] for h in head):
+    known = {alias for aliases in COLUMN_ALIASES.values() for alias in aliases}
+    if any(h in known for h in head):
         columns = {}
         for key, aliases in COLUMN_ALIASES.items():
             for j, h in enumerate(head):
                 if h in aliases and key not in columns:
                     columns[key] = j
         if "filename" not in columns:
-            raise MetadataError(f"{path} line {rows[0][0]}: header {rows[0][1]} has no filename column.")
+            raise MetadataError(
+                f"{path} line {rows[0][0]}: header {rows[0][1]} has no filename column; name it one of "
+                f"{list(COLUMN_ALIASES['filename'])}."
+            )
         return columns, len(head), rows[1:], delimiter
     columns = {key: j for j, key in enumerate(_POSITIONAL)}
     return columns, None, rows, delimiter

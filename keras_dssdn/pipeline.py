@@ -274,6 +274,7 @@ def make_dataset(
             return segs, m
 
         ds = ds.map(segment, num_parallel_calls=num_parallel_calls).unbatch()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(clips) * (clip_samples // segment_samples)))
     if output == "logmel":
         ds = ds.map(lambda x, m: (log_mel_spectrogram(x, p), m), num_parallel_calls=num_parallel_calls)
     if cache == "memory":
