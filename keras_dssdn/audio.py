@@ -15,10 +15,10 @@ exactly as ``soundfile.read(dtype="float32")`` scales it (integer / 2**(bits-1),
 ``librosa.to_mono``). :func:`resample` is a band-limited (Kaiser-windowed sinc)
 polyphase resampler written as one matrix product per block of input, so it
 runs inside tf.data and on a GPU; it has no delay and matches
-``librosa.resample`` (soxr_hq) to about -65 dB on real recordings (see
-docs/pipeline.md). ``tfio.audio.resample`` is available as
-``resample(..., method="tfio")`` but is about 40x slower here and delays the
-signal by ~33 samples.
+``librosa.resample`` (soxr_hq) with a 67 dB signal-to-difference ratio on a
+real 48 kHz recording (docs/pipeline.md). ``tfio.audio.resample`` is
+available as ``resample(..., method="tfio")`` but took 0.24 s per 10-s clip
+here (ours: 6 ms) and delays the signal by ~33 samples.
 
 The container header is read in Python by :func:`probe_audio` (header bytes
 only, plus the tail of FLAC files to detect truncation) when a dataset is built:
@@ -335,7 +335,7 @@ def _check_flac_tail(path, f, size, audio_start, total, min_bs, max_bs, max_fram
     tail128 = f.read()
     if size - audio_start > 128 and tail128[:3] == b"TAG":  # ID3v1 tag at the end
         end = size - 128
-    span = max(2 * max_frame, 1 << 16) if max_frame else 1 << 20
+    span = max(2 * max_frame + 1024, 1 << 14) if max_frame else 1 << 20
     start = max(audio_start, end - span)
     f.seek(start)
     buf = f.read(end - start)

@@ -77,6 +77,8 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--clip-seconds", type=float, default=None, help="crop / pad length (default: front end's)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N clips")
+    ap.add_argument("--parallel", type=int, default=None,
+                    help="clips the pipeline decodes at once (default: one per CPU core)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
 
@@ -108,7 +110,8 @@ def main(argv=None):
         assert got == n
 
         t = time.perf_counter()
-        ds = make_dataset(clips, params, clip_seconds=clip_seconds, batch_size=args.batch_size, cache="memory")
+        ds = make_dataset(clips, params, clip_seconds=clip_seconds, batch_size=args.batch_size, cache="memory",
+                          num_parallel_calls=args.parallel)
         got = sum(int(x.shape[0]) for x, _ in ds)
         times["first"].append(time.perf_counter() - t)
         assert got == n
@@ -129,7 +132,10 @@ def main(argv=None):
     print()
     print(f"data: {args.data} ({args.split}, {n} clips of {clip_seconds:g} s), batch {args.batch_size}, "
           f"{args.repeats} repetitions, medians")
-    print(f"machine: {platform.machine()}, {cpu_count()} CPU cores, TensorFlow {tf.__version__}")
+    from keras_dssdn.native_flac import flac_decoder_name
+
+    print(f"machine: {platform.machine()}, {cpu_count()} CPU cores, TensorFlow {tf.__version__}, "
+          f"pipeline parallelism {args.parallel or cpu_count()}, FLAC decoder {flac_decoder_name()}")
     print()
     print("| loader | median time (s) | clips/s | vs reference |")
     print("|---|---:|---:|---:|")
