@@ -48,7 +48,11 @@ def test_decode_matches_soundfile_exactly(tmp_path, fmt, subtype, encoding, chan
 
 
 def test_native_flac_op_is_used_and_matches_tfio(tmp_path):
-    assert native_flac.flac_decoder_name() == "native"  # g++ is on the dev / CI machines
+    import shutil
+
+    if not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("no C++ compiler: the pipeline falls back to tensorflow-io's FLAC decoder")
+    assert native_flac.flac_decoder_name() == "native"
     import tensorflow_io as tfio
 
     path = str(tmp_path / "x.flac")
@@ -78,19 +82,20 @@ def test_decode_in_graph_with_switch(tmp_path):
 
 
 def test_real_files_decode_exactly(shared_data):
-    # one of each real format, channels kept (the pipeline test reads every file)
+    # channels kept (test_pipeline.py reads every file through make_dataset, down-mixed)
     for pattern, encoding, channels in [
         ("tau18-format/audio/*.wav", "wav_s24", 2),
         ("tut17-dev/audio/*.flac", "flac_s16", 1),
         ("tau20-layout/audio/*.wav", "wav_f32", 1),
     ]:
-        path = sorted(glob.glob(str(shared_data / pattern)))[0]
-        info = audio.probe_audio(path)
-        assert info.encoding == encoding and info.channels == channels
-        x, rate = audio.read_audio(path)
-        ref, ref_rate = sf.read(path, dtype="float32", always_2d=True)
-        assert rate == ref_rate
-        np.testing.assert_array_equal(x.numpy(), ref)
+        paths = sorted(glob.glob(str(shared_data / pattern)))
+        for path in paths if "tut17" not in pattern else paths[:5]:
+            info = audio.probe_audio(path)
+            assert info.encoding == encoding and info.channels == channels
+            x, rate = audio.read_audio(path)
+            ref, ref_rate = sf.read(path, dtype="float32", always_2d=True)
+            assert rate == ref_rate
+            np.testing.assert_array_equal(x.numpy(), ref)
 
 
 # ---------------------------------------------------------------- bad files
@@ -245,3 +250,12 @@ def test_load_waveform(shared_data):
     path = sorted(glob.glob(str(shared_data / "tau18-format/audio/*.wav")))[0]
     y = audio.load_waveform(path, 44100)
     assert y.shape == (441000,) and y.dtype == np.float32
+
+
+def test_tfio_fallback_decodes_the_same(tmp_path, monkeypatch):
+    path = str(tmp_path / "x.flac")
+    sf.write(path, _signal(channels=2), 44100, subtype="PCM_24")
+    monkeypatch.setenv("KERAS_DSSDN_FLAC_DECODER", "tfio")
+    assert native_flac.flac_decoder_name() == "tfio"
+    x, _ = audio.read_audio(path)
+    np.testing.assert_array_equal(x.numpy(), sf.read(path, dtype="float32", always_2d=True)[0])
