@@ -198,7 +198,7 @@ def _wav_info(path, fmt, data_offset, data_bytes, size) -> AudioInfo:
     available = size - data_offset
     if data_bytes in (0, 0xFFFFFFFF):  # streamed WAV whose writer never filled in the size
         data_bytes = available
-    if available < data_bytes - (data_bytes % block_align) and available // block_align < data_bytes // block_align:
+    if available // block_align < data_bytes // block_align:
         raise AudioFormatError(
             f"{path}: WAV file is truncated: its header announces {data_bytes // block_align} samples "
             f"but only {available // block_align} are present. {_REPLACE_HINT}."
