@@ -34,3 +34,16 @@ from keras_dssdn.model import (  # noqa: F401
     resolve_config,
 )
 from keras_dssdn.complexity import ComplexityReport, profile  # noqa: F401
+from keras_dssdn.baseline import DCASEBaseline  # noqa: F401
+from keras_dssdn.labels import ClassNames, LabelVocabulary  # noqa: F401
+from keras_dssdn.datasets import read_csv, read_dcase  # noqa: F401
+from keras_dssdn.features import (  # noqa: F401
+    LogMel,
+    LogMelNormalization,
+    NormalizationStats,
+    attach_front_end,
+    compute_normalization_stats,
+)
+from keras_dssdn.augment import AugmentConfig  # noqa: F401
+from keras_dssdn.pipeline import make_dataset  # noqa: F401
+from keras_dssdn.synthetic import make_synthetic_dataset  # noqa: F401

@@ -1,0 +1,202 @@
+"""Training tool: run folder, kill-and-resume, bad input; evaluation of .keras and .tflite models."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import keras
+
+from keras_dssdn.datasets import read_dcase
+from keras_dssdn.evaluation import TFLiteClassifier, evaluate_model
+from keras_dssdn.synthetic import make_synthetic_dataset
+from keras_dssdn.training import ConfigError, ResumeError, WarmupCosine, load_checkpoint, load_train_config, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "batch_size=6", "warmup_epochs=1", "verbose=0",
+        "augment.mixup_alpha=0.2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    return make_synthetic_dataset(root, num_classes=3, seconds=2.0, train_locations=2, eval_locations=1,
+                                  clips_per_location=3, devices=("a", "b"), seed=1)
+
+
+def _cfg(data, out, name, *extra):
+    return load_train_config("small", [f"data={data}", f"out_dir={out}", f"name={name}", *TINY, *extra])
+
+
+def test_tiny_run_writes_a_complete_run_folder(tiny_data, tmp_path):
+    result = train(_cfg(tiny_data, tmp_path, "run", "epochs=2"))
+    run = tmp_path / "run"
+    for name in ("config.json", "model_config.json", "frontend.json", "labels.json", "normalization.json",
+                 "log.csv", "best.keras", "metrics.json", "metrics.md", "confusion.png",
+                 "checkpoint/last.keras", "checkpoint/state.json"):
+        assert (run / name).is_file(), name
+    assert (run / "tensorboard").is_dir()
+    assert not list(run.rglob("*.tmp*"))
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert all({"loss", "accuracy", "val_accuracy", "learning_rate", "seconds"} <= set(h) for h in state["history"])
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["examples"] == 9 and set(metrics["class_accuracy"]) == {"airport", "bus", "metro"}
+    assert set(metrics["device"]) == {"a", "b"}
+    assert result.metrics["accuracy"] == metrics["accuracy"]
+    best = keras.models.load_model(run / "best.keras")
+    assert best.get_layer("class_names").class_names == ["airport", "bus", "metro"]
+    assert json.loads((run / "labels.json").read_text())
+    # the saved model normalises internally: raw log-mel in, probabilities out
+    assert best.input_shape == (None, 128, 87, 1) and best.output_shape == (None, 3)
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Simulates a crash right after epoch ``n`` was checkpointed."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.n:
+            raise KeyboardInterrupt("simulated kill")
+
+
+class _RecordStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.variables = [np.array(v) for v in self.model.optimizer.variables]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not hasattr(self, "first_epoch"):
+            self.first_epoch = epoch
+
+
+def test_interrupted_run_resumes_at_next_epoch_with_identical_optimizer_state(tiny_data, tmp_path):
+    cfg = _cfg(tiny_data, tmp_path, "run", "epochs=3")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[_StopAfter(1)])
+    saved, state = load_checkpoint(tmp_path / "run")
+    assert state["epoch"] == 1 and int(saved.optimizer.iterations.numpy()) == state["optimizer_iterations"] > 0
+    saved_vars = [np.array(v) for v in saved.optimizer.variables]
+    rec = _RecordStart()
+    result = train(cfg, resume=True, callbacks=[rec])
+    assert rec.first_epoch == 1  # zero-based: continues with epoch 2
+    assert len(rec.variables) == len(saved_vars)
+    for a, b in zip(rec.variables, saved_vars):
+        np.testing.assert_array_equal(a, b)  # iterations, Adam moments, ...
+    assert result.epochs_run == 3
+    history = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    steps = state["optimizer_iterations"]  # per epoch
+    schedule = WarmupCosine(cfg.learning_rate, 3 * steps, 1 * steps, cfg.min_lr_ratio)
+    expected = [float(schedule(k * steps)) for k in (1, 2, 3)]
+    np.testing.assert_allclose([h["learning_rate"] for h in history], expected, rtol=1e-6)
+
+
+def test_killed_training_process_resumes(tiny_data, tmp_path):
+    """SIGKILL a real tools/train.py process after its first checkpoint, then --resume it."""
+    args = [sys.executable, str(REPO / "tools" / "train.py"), "--config", "small", f"data={tiny_data}",
+            f"out_dir={tmp_path}", "name=killed", *TINY, "epochs=40"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_path = tmp_path / "killed" / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and not state_path.is_file():
+            assert proc.poll() is None, "training exited before its first checkpoint"
+            time.sleep(0.5)
+        assert state_path.is_file(), "no checkpoint within 240 s"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = json.loads(state_path.read_text())["epoch"]
+    assert 1 <= done < 40
+    rec = _RecordStart()
+    cfg = _cfg(tiny_data, tmp_path, "killed", f"epochs={done + 1}")
+    result = train(cfg, resume=True, callbacks=[rec])
+    assert rec.first_epoch == done and result.epochs_run == done + 1
+
+
+def test_bad_input_errors(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="Unknown training config key.*'epoch'"):
+        load_train_config("small", ["epoch=3"])
+    with pytest.raises(ConfigError, match="Unknown augment key"):
+        load_train_config("small", ["augment.mixupalpha=3"])
+    with pytest.raises(ConfigError, match="neither a file nor one of"):
+        load_train_config("huge")
+    with pytest.raises(ConfigError, match="model must be one of"):
+        train(_cfg(tiny_data, tmp_path, "x", "model=giant", "epochs=1"))
+    with pytest.raises(ResumeError, match="not a run folder"):
+        train(_cfg(tiny_data, tmp_path, "nothing", "epochs=1"), resume=True)
+
+
+def test_resume_refuses_other_labels_and_corrupt_checkpoint(tiny_data, tmp_path):
+    cfg = _cfg(tiny_data, tmp_path, "run", "epochs=1")
+    train(cfg)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg)
+    other = make_synthetic_dataset(tmp_path / "other", num_classes=4, seconds=2.0, train_locations=1,
+                                   eval_locations=1, clips_per_location=2, seed=2)
+    # the run keeps its own config, so point it at other data by editing config.json (a user moving folders)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["data"] = str(other)
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ResumeError, match="labels .* differ from the run's"):
+        train(_cfg(tiny_data, tmp_path, "run", "epochs=2"), resume=True)
+    config["data"] = str(tiny_data)
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "run" / "checkpoint" / "last.keras").write_bytes(b"not a zip file")
+    with pytest.raises(ResumeError, match="last.keras .* is corrupt"):
+        train(_cfg(tiny_data, tmp_path, "run", "epochs=2"), resume=True)
+
+
+def test_evaluate_keras_and_tflite_and_unknown_classes(tiny_data, tmp_path):
+    import tensorflow as tf
+
+    train(_cfg(tiny_data, tmp_path, "run", "epochs=1"))
+    model = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
+    clips = read_dcase(tiny_data, split="evaluate")
+    from keras_dssdn.params import FrontEndParams
+
+    fe = FrontEndParams()
+    m_keras = evaluate_model(model, clips, clip_seconds=2.0, frontend=fe)
+    flat = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    from keras_dssdn.labels import vocabulary_from_model
+
+    m_tflite = evaluate_model(TFLiteClassifier(flat), clips, vocabulary=vocabulary_from_model(model),
+                              clip_seconds=2.0, frontend=fe)
+    assert m_tflite["accuracy"] == m_keras["accuracy"]
+    assert m_tflite["log_loss"] == pytest.approx(m_keras["log_loss"], abs=1e-4)
+    other = make_synthetic_dataset(tmp_path / "other", num_classes=5, seconds=2.0, train_locations=1,
+                                   eval_locations=1, clips_per_location=1, seed=3)
+    with pytest.raises(ValueError, match="not among the model's classes"):
+        evaluate_model(model, read_dcase(other, split="evaluate"), clip_seconds=2.0)
+
+
+def test_segment_training_reports_clip_level(tiny_data, tmp_path):
+    result = train(_cfg(tiny_data, tmp_path, "seg", "epochs=1", "segment_seconds=1.0", "model=dcase_small_1s"))
+    m = result.metrics
+    assert m["examples"] == 9 and m["segment"]["examples"] == 18
+    assert m["level"].startswith("clip (mean of 1-s segment")
+
+
+def test_cli_train_and_evaluate(tiny_data, tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config", "small", f"data={tiny_data}",
+                        f"out_dir={tmp_path}", "name=cli", *TINY, "epochs=1"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "macro class-wise accuracy" in r.stdout
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config", "small", "epochz=1"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "Unknown training config key" in r.stderr
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "evaluate.py"), "--model", str(tmp_path / "cli" / "best.keras"),
+                        "--data", str(tiny_data), "--clip-seconds", "2", "--out", str(tmp_path / "ev")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "macro class-wise accuracy" in r.stdout and (tmp_path / "ev" / "confusion.png").is_file()
