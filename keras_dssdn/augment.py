@@ -26,6 +26,8 @@ import math
 
 import tensorflow as tf
 
+from keras_dssdn.strict import from_dict_strict
+
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
@@ -73,11 +75,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown augmentation option(s) {unknown}; valid keys are {sorted(known)}.")
-        return cls(**d)
+        return from_dict_strict(cls, d, "augmentation option")
 
 
 def _split(seed, n):

@@ -29,6 +29,7 @@ from keras import layers
 from keras_dssdn.blocks import conv_bn_relu, dssdb
 from keras_dssdn.operators import OPERATORS
 from keras_dssdn.params import DEFAULT_FRONTEND
+from keras_dssdn.strict import from_dict_strict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,11 +112,7 @@ class DSSDNConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DSSDNConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown DSSDN config key(s) {unknown}; valid keys are {sorted(known)}.")
-        return cls(**d)
+        return from_dict_strict(cls, d, "DSSDN config")
 
     @classmethod
     def from_json(cls, text_or_path: Union[str, os.PathLike]) -> "DSSDNConfig":

@@ -17,6 +17,8 @@ import dataclasses
 import json
 from typing import Optional
 
+from keras_dssdn.strict import from_dict_strict
+
 
 @dataclasses.dataclass(frozen=True)
 class FrontEndParams:
@@ -61,13 +63,7 @@ class FrontEndParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrontEndParams":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown front-end parameter(s) {unknown}; valid keys are {sorted(known)}."
-            )
-        return cls(**d)
+        return from_dict_strict(cls, d, "front-end parameter")
 
 
 DEFAULT_FRONTEND = FrontEndParams()

@@ -48,6 +48,7 @@ from keras_dssdn.datasets import ClipList, read_csv, read_dcase
 from keras_dssdn.features import NormalizationStats, attach_front_end, compute_normalization_stats
 from keras_dssdn.labels import LabelVocabulary
 from keras_dssdn.params import FrontEndParams
+from keras_dssdn.strict import from_dict_strict
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -115,11 +116,7 @@ class TrainConfig:
         self.frontend_params()
 
     def augment_config(self) -> AugmentConfig:
-        fields = {f.name for f in dataclasses.fields(AugmentConfig)}
-        unknown = sorted(set(self.augment) - fields)
-        if unknown:
-            raise ConfigError(f"Unknown augment key(s) {unknown}; valid keys are {sorted(fields)}.")
-        return AugmentConfig(**self.augment)
+        return from_dict_strict(AugmentConfig, self.augment, "augment", ConfigError)
 
     def frontend_params(self) -> FrontEndParams:
         try:
@@ -132,11 +129,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"Unknown training config key(s) {unknown}; valid keys are {sorted(known)}.")
-        return cls(**d)
+        return from_dict_strict(cls, d, "training config", ConfigError)
 
 
 def _parse_value(text: str):
