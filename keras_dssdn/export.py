@@ -149,7 +149,8 @@ def _classify_json(d, path, found: RunFolder):
         except (TypeError, ValueError):
             pass
     if found.config is None and {"clip_seconds", "segment_seconds"} <= keys:
-        found.config = {k: d.get(k) for k in ("data", "eval_data", "fold", "clip_seconds", "segment_seconds")}
+        found.config = {k: d[k] for k in ("data", "eval_data", "fold", "clip_seconds", "segment_seconds", "augment",
+                                          "label_smoothing") if k in d}
         found.sources["config"] = path
     for key in ("frontend", "front_end", "normalization", "vocabulary", "labels", "data"):
         if isinstance(d.get(key), dict):
@@ -453,7 +454,7 @@ def representative_array(data, input_shape, max_examples: int = DEFAULT_NUM_CALI
 
 
 def _pipeline_dataset(prep: PreparedModel, data, vocabulary, clip_seconds: Optional[float], indices=None,
-                      batch_size: int = 32, split: str = "train", fold: int = 1):
+                      batch_size: int = 32, split: str = "train", fold: int = 1, augment=None, seed: int = 0):
     from keras_dssdn.pipeline import as_clip_list, make_dataset
 
     clips = as_clip_list(data, split=split, fold=fold)
@@ -464,11 +465,35 @@ def _pipeline_dataset(prep: PreparedModel, data, vocabulary, clip_seconds: Optio
     if seg > clip_s + 1e-9:
         raise ExportError(f"The model takes {seg:g} s but clips are cut to {clip_s:g} s; pass --seconds >= {seg:g}.")
     segment = None if abs(seg - clip_s) < 1e-9 else seg
-    ds = make_dataset(clips, prep.frontend, batch_size=batch_size, training=False, vocabulary=vocabulary,
-                      clip_seconds=clip_s, segment_seconds=segment, cache=None, with_metadata=True,
-                      normalization=prep.normalization, label_mode="int")
+    if augment is None:
+        ds = make_dataset(clips, prep.frontend, batch_size=batch_size, training=False, vocabulary=vocabulary,
+                          clip_seconds=clip_s, segment_seconds=segment, cache=None, with_metadata=True,
+                          normalization=prep.normalization, label_mode="int")
+    else:  # shuffled and augmented like training (QAT); soft labels when mixup is on
+        ds = make_dataset(clips, prep.frontend, batch_size=batch_size, training=True, augment=augment,
+                          vocabulary=vocabulary, clip_seconds=clip_s, segment_seconds=segment, cache=None,
+                          normalization=prep.normalization, seed=seed)
     per_clip = 1 if segment is None else prep.frontend.num_samples(clip_s) // prep.frontend.num_samples(segment)
     return ds, clips, per_clip
+
+
+def _qat_augment(choice, run_config: dict):
+    """AugmentConfig for QAT: ``"run"`` = the training run's (when known), ``"none"``, a dict or an AugmentConfig."""
+    from keras_dssdn.augment import AugmentConfig
+
+    if choice is None or choice == "none":
+        return None
+    if isinstance(choice, AugmentConfig):
+        return choice if choice.any else None
+    if isinstance(choice, dict):
+        aug = AugmentConfig(**choice)
+        return aug if aug.any else None
+    if choice == "run":
+        if "augment" not in run_config:
+            return None
+        aug = AugmentConfig(**(run_config.get("augment") or {}))
+        return aug if aug.any else None
+    raise ValueError(f"QAT augment must be 'run', 'none', a dict or an AugmentConfig, got {choice!r}.")
 
 
 # ---------------------------------------------------------------------------
@@ -784,7 +809,11 @@ def export_bundle(
       qat_epochs: > 0 also runs quantisation-aware training for that many epochs
         in a child process, on ``qat_train`` (``(x, y)`` arrays) or the train split.
       qat_options: extra :func:`keras_dssdn.qat.run_qat` arguments
-        (``learning_rate``, ``batch_size``, ``max_examples``, ``timeout``).
+        (``learning_rate``, ``batch_size``, ``label_smoothing``, ``max_examples``,
+        ``timeout``) and ``augment``: ``"run"`` (default: the training run's
+        augmentation and label smoothing from its config.json, a freshly
+        augmented pass of the train split per epoch), ``"none"``, or an
+        AugmentConfig / dict.
       deploy: which int8 model goes to the device files: ``"ptq"``, ``"qat"``
         or ``"best"`` (higher int8 accuracy on the evaluation set; PTQ on ties
         or without QAT).
@@ -859,7 +888,6 @@ def export_bundle(
         segmented = abs(prep.segment_seconds - clip_s) > 1e-9
         take = _spread(n_clips, max(1, num_calibration // 2) if segmented else num_calibration)
         ds, clips, _ = _pipeline_dataset(prep, train_src, vocab, clip_seconds, take, split="train", fold=fold)
-        t = time.time()
         representative = ds
         rep_source = (f"{len(take)} of {n_clips} clips of {clips.name or 'the train split'} spread evenly, "
                       f"keras_dssdn.pipeline.make_dataset(training=False)")
@@ -898,14 +926,26 @@ def export_bundle(
         from keras_dssdn import qat as qat_mod
 
         t = time.time()
+        options = dict(qat_options or {})
+        rc = prep.run_config or {}
         if qat_train is None:
             if train_src is None:
                 raise ExportError("QAT needs training data: pass data= (a DCASE folder) or qat_train=(x, y).")
-            ds, _, _ = _pipeline_dataset(prep, train_src, vocab, clip_seconds, None, split="train", fold=fold)
-            qat_train = ds
+            augment = _qat_augment(options.pop("augment", "run"), rc)
+            if augment is None:
+                ds, _, _ = _pipeline_dataset(prep, train_src, vocab, clip_seconds, None, split="train", fold=fold)
+                qat_train = ds
+            else:  # a freshly augmented pass of the train split per epoch, as in training
+
+                def qat_train(epoch, _aug=augment):
+                    return _pipeline_dataset(prep, train_src, vocab, clip_seconds, None, split="train", fold=fold,
+                                             augment=_aug, seed=1000 + epoch)[0]
+            options.setdefault("label_smoothing", float(rc.get("label_smoothing") or 0.0))
+        else:
+            options.pop("augment", None)
         check_x = rep[_spread(len(rep), 8)]
         qat_fb, qat_info = qat_mod.run_qat(prep.core, qat_train, calibration=rep, check_inputs=check_x,
-                                           epochs=qat_epochs, log=log, **(qat_options or {}))
+                                           epochs=qat_epochs, log=log, **options)
         log(f"  int8 TFLite (QAT, {qat_epochs} epochs): {len(qat_fb):,} B in {time.time() - t:.1f} s")
         micro.check_micro_operators(qat_fb, where="The int8 (quantisation-aware trained) model")
         int8_models["qat"] = qat_fb
@@ -1168,6 +1208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-epochs", type=int, default=0, help="epochs of quantisation-aware training (0: PTQ only)")
     p.add_argument("--qat-lr", type=float, default=None, help="QAT learning rate (default 1e-4)")
     p.add_argument("--qat-batch-size", type=int, default=None, help="QAT batch size (default 32)")
+    p.add_argument("--qat-augment", choices=("run", "none"), default="run",
+                   help="QAT data augmentation: the training run's (config.json; default) or none")
     p.add_argument("--deploy", choices=("best", "ptq", "qat"), default="best",
                    help="int8 model for the device files (default: best accuracy on the evaluation set)")
     p.add_argument("--max-drop", type=float, default=None,
@@ -1180,8 +1222,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     command = "python tools/export.py " + " ".join(sys.argv[1:] if argv is None else list(argv))
-    qat_options = {k: v for k, v in (("learning_rate", args.qat_lr), ("batch_size", args.qat_batch_size))
-                   if v is not None}
+    qat_options = {k: v for k, v in (("learning_rate", args.qat_lr), ("batch_size", args.qat_batch_size),
+                                     ("augment", args.qat_augment)) if v is not None}
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
     if args.data is not None and not os.path.exists(args.data):
         print(f"error: --data {args.data} does not exist (expected a DCASE folder with evaluation_setup/).",

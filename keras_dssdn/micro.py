@@ -100,6 +100,10 @@ KNOWN_MISMATCH_HINTS = {
     "SPACE_TO_BATCH_ND": "a dilated depthwise convolution converts to SPACE_TO_BATCH_ND / DEPTHWISE_CONV_2D / "
                          "BATCH_TO_SPACE_ND and TFLM's int8 output for that pattern differs from TFLite's "
                          "reference kernels; use undilated kernels (dilation_rate=1)",
+    "LOGISTIC": "TFLite's reference int8 LOGISTIC uses a float lookup table and TFLM fixed point; they differ by "
+                "one step where an input lands on a rounding tie (e.g. an input scale of exactly 1/128); a slightly "
+                "different input range avoids it (another --num-calibration for PTQ; QAT widens such ranges itself)",
+    "TANH": "as LOGISTIC: float lookup table (TFLite reference) vs fixed point (TFLM) at rounding ties",
     "FULLY_CONNECTED": "with per-tensor int8 weights (e.g. tfmot's default for Dense) TFLM requantises "
                        "FULLY_CONNECTED outputs with a different rounding than TFLite's reference kernel (1-step "
                        "differences, measured); quantise its weights per output channel, as post-training "

@@ -24,19 +24,24 @@ Parent (Keras 3, :func:`run_qat`):
      copied over by layer.
   2. Writes ``spec.json``, ``weights.npz``, the check inputs and the Keras 3
      outputs for them, the calibration inputs and the training data (``.npy``
-     chunks: normalised log-mel ``(N, n_mels, frames, 1)`` float32 and int
-     class ids ``(N,)``).
+     chunks per epoch folder: normalised log-mel ``(N, n_mels, frames, 1)``
+     float32 and int class ids ``(N,)`` or soft labels ``(N, classes)``; one
+     folder reused every epoch, or a fresh augmented pass per epoch).
 
 Child (tf_keras, :func:`main`):
   3. Builds the mirror and checks it reproduces the Keras 3 float outputs
      (max absolute difference <= ``tolerance``, default 1e-4) -- else fails.
-  4. ``quantize_annotate`` + ``quantize_apply`` (8-bit default scheme), Adam
-     fine-tuning for ``epochs`` on the training data, conversion to a
-     full-integer int8 TFLite model (int8 input / output).
+  4. ``quantize_annotate`` + ``quantize_apply`` (8-bit default scheme),
+     activation ranges calibrated on the calibration inputs (tfmot starts them
+     at [-6, 6] with a slow EMA), Adam fine-tuning for ``epochs`` on the training data (cross-entropy with
+     ``label_smoothing``), conversion to a full-integer int8 TFLite model at
+     batch 1 (int8 input / output).
   5. Writes ``qat_int8.tflite`` and ``result.json`` (history, checks, timings).
 
 The OSC orthonormality regulariser is not carried into the mirror: QAT
 fine-tunes a trained model for a few epochs with the cross-entropy alone.
+:func:`keras_dssdn.export.export_bundle` feeds it the training run's
+augmentation and label smoothing (from the run's config.json) by default.
 """
 
 from __future__ import annotations
@@ -367,7 +372,7 @@ def _write_chunks(folder: str, train, max_examples: Optional[int], input_shape) 
         nonlocal idx
         if buf_x:
             np.save(os.path.join(folder, f"x_{idx:04d}.npy"), np.concatenate(buf_x))
-            np.save(os.path.join(folder, f"y_{idx:04d}.npy"), np.concatenate(buf_y).astype(np.int32))
+            np.save(os.path.join(folder, f"y_{idx:04d}.npy"), np.concatenate(buf_y))
             idx += 1
             buf_x.clear()
             buf_y.clear()
@@ -377,8 +382,7 @@ def _write_chunks(folder: str, train, max_examples: Optional[int], input_shape) 
             raise QATError("QAT training data has no labels; pass (x, y) batches or arrays.")
         x = _check_examples(x, input_shape, "The QAT training data")
         y = np.asarray(y)
-        if y.ndim == 2:
-            y = y.argmax(axis=1)
+        y = y.astype(np.float32) if y.ndim == 2 else y.astype(np.int32)  # soft (mixup) or class-id labels
         if max_examples is not None:
             x, y = x[: max_examples - n], y[: max_examples - n]
         buf_x.append(x)
@@ -395,15 +399,18 @@ def _write_chunks(folder: str, train, max_examples: Optional[int], input_shape) 
 
 
 def run_qat(model, train, *, calibration: np.ndarray, check_inputs: np.ndarray, epochs: int = 2,
-            batch_size: int = 32, learning_rate: float = 1e-4, max_examples: Optional[int] = None,
-            tolerance: float = MIRROR_TOLERANCE, timeout: float = 3 * 3600, workdir: Optional[str] = None,
-            seed: int = 0, log: Callable = print) -> Tuple[bytes, dict]:
+            batch_size: int = 32, learning_rate: float = 1e-4, label_smoothing: float = 0.0,
+            max_examples: Optional[int] = None, tolerance: float = MIRROR_TOLERANCE, timeout: float = 3 * 3600,
+            workdir: Optional[str] = None, seed: int = 0, log: Callable = print) -> Tuple[bytes, dict]:
     """Quantisation-aware training of a Keras 3 log-mel classifier; returns ``(int8 flatbuffer, info)``.
 
     ``model`` takes normalised log-mel (no front-end layers: see
-    :func:`keras_dssdn.export.prepare_model`). ``train``: ``(x, y)`` arrays or a
-    ``tf.data`` dataset of ``(x, y[, metadata])`` batches (int or one-hot
-    labels); ``calibration``: float inputs for the converter; ``check_inputs``:
+    :func:`keras_dssdn.export.prepare_model`). ``train``: ``(x, y)`` arrays, a
+    ``tf.data`` dataset of ``(x, y[, metadata])`` batches (class ids or soft /
+    one-hot labels), used every epoch, or a function ``epoch -> dataset``
+    giving a fresh (e.g. augmented) pass per epoch; at most ``max_examples``
+    per epoch. The loss is cross-entropy with ``label_smoothing``.
+    ``calibration``: float inputs for the converter; ``check_inputs``:
     a few inputs on which the tf_keras mirror must reproduce ``model``'s
     outputs within ``tolerance``. Runs ``python -m keras_dssdn.qat`` with
     ``TF_USE_LEGACY_KERAS=1``; its output is passed to ``log``.
@@ -419,17 +426,28 @@ def run_qat(model, train, *, calibration: np.ndarray, check_inputs: np.ndarray, 
     work = workdir or tempfile.mkdtemp(prefix="dssdn_qat_")
     os.makedirs(work, exist_ok=True)
     try:
-        n = _write_chunks(work, train, max_examples, input_shape)
+        if callable(train):
+            counts = []
+            for e in range(epochs):
+                folder = os.path.join(work, f"epoch_{e:03d}")
+                os.makedirs(folder)
+                counts.append(_write_chunks(folder, train(e), max_examples, input_shape))
+            n = counts[0]
+        else:
+            os.makedirs(os.path.join(work, "epoch_000"))
+            n = _write_chunks(os.path.join(work, "epoch_000"), train, max_examples, input_shape)
         spec.update({"epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-                     "tolerance": float(tolerance), "probabilities": probabilities, "seed": int(seed),
-                     "examples": n})
+                     "label_smoothing": float(label_smoothing), "tolerance": float(tolerance),
+                     "probabilities": probabilities, "seed": int(seed), "examples": n,
+                     "fresh_data_per_epoch": callable(train), "classes": int(check_outputs.shape[-1])})
         with open(os.path.join(work, "spec.json"), "w") as f:
             json.dump(spec, f, indent=1)
         np.savez(os.path.join(work, "weights.npz"), **weights)
         np.save(os.path.join(work, "check_x.npy"), check_inputs)
         np.save(os.path.join(work, "check_y.npy"), check_outputs)
         np.save(os.path.join(work, "calibration.npy"), np.asarray(calibration, np.float32))
-        log(f"  QAT: mirror of {len(spec['nodes'])} tf_keras layers, {n} training examples, {epochs} epochs "
+        log(f"  QAT: mirror of {len(spec['nodes'])} tf_keras layers, {n} training examples"
+            f"{' (a fresh augmented pass per epoch)' if callable(train) else ''}, {epochs} epochs "
             f"(child process, work folder {work})")
         result = _run_child(work, timeout, log)
         with open(os.path.join(work, "qat_int8.tflite"), "rb") as f:
@@ -584,6 +602,124 @@ def _annotate_and_apply(mirror):
         return q.quantize_apply(annotated)
 
 
+def _calibrate_ranges(qmodel, calib: np.ndarray, batch_size: int = 32) -> int:
+    """Set every activation quantizer's range to the mean of its per-batch min / max on ``calib``.
+
+    tfmot starts activation ranges at [-6, 6] and moves them by an EMA with
+    decay 0.999, so a few epochs of fine-tuning leave them far from the real
+    ranges (clipped logits, coarse steps). This pass sets them as post-training
+    calibration would, before fine-tuning; dropout is off during it. Returns
+    the number of batches.
+    """
+    import tf_keras
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    original = quant_ops.MovingAvgQuantize
+    state = {"decay": 0.0}
+
+    def calibrating(*args, **kwargs):
+        kwargs["ema_decay"] = state["decay"]
+        return original(*args, **kwargs)
+
+    dropouts = [(layer, layer.rate) for layer in qmodel._flatten_layers() if isinstance(layer, tf_keras.layers.Dropout)]
+    quant_ops.MovingAvgQuantize = calibrating
+    try:
+        for layer, _ in dropouts:
+            layer.rate = 0.0
+        n = 0
+        for i in range(0, len(calib), batch_size):
+            state["decay"] = n / (n + 1.0)  # running mean of the batch ranges
+            qmodel(calib[i:i + batch_size], training=True)
+            n += 1
+    finally:
+        quant_ops.MovingAvgQuantize = original
+        for layer, rate in dropouts:
+            layer.rate = rate
+    return n
+
+
+#: Output scale of TFLite's int8 LOGISTIC / TANH (fixed by the converter).
+_LUT_ACTIVATIONS = {"sigmoid": (lambda x: 1.0 / (1.0 + np.exp(-x)), 1.0 / 256), "tanh": (np.tanh, 1.0 / 128)}
+
+
+def _near_rounding_tie(lo: float, hi: float, fn, out_scale: float, margin: float = 1e-4) -> bool:
+    """Whether an int8 input range ``[lo, hi]`` (after TF's fake-quant nudging) maps some input to an output
+    within ``margin`` of a rounding tie (``k + 0.5`` output steps)."""
+    lo, hi = np.float32(min(lo, 0.0)), np.float32(max(hi, 0.0))
+    scale = (hi - lo) / np.float32(255.0)
+    if scale <= 0:
+        return False
+    zero = np.clip(np.floor(-lo / scale + 0.5), 0, 255)
+    u = fn((np.arange(256) - zero) * np.float64(scale)) / out_scale
+    return bool(np.any(np.abs(u - np.floor(u) - 0.5) < margin))
+
+
+def _output_range_vars(wrapper):
+    """``(min_var, max_var)`` quantising a tfmot wrapper's output, or None for a pass-through layer."""
+    names = {v.name.split("/")[-1].split(":")[0]: v for v in wrapper.weights}
+    for lo, hi in (("post_activation_min", "post_activation_max"), ("output_min", "output_max"),
+                   ("quantize_layer_min", "quantize_layer_max")):
+        if lo in names and hi in names:
+            return names[lo], names[hi]
+    return None
+
+
+def _activation_input_range(wrapper):
+    """The range variables that quantise the input of a sigmoid / tanh: its own pre-activation range, or the
+    output range of the nearest producer through pass-through layers (Reshape, Cropping2D, Dropout, ...)."""
+    act = getattr(wrapper.layer, "activation", None)
+    pre = getattr(act, "_pre_activation_vars", None)
+    if pre is not None:
+        return pre["min_var"], pre["max_var"]
+    layer = wrapper
+    for _ in range(20):
+        inbound = layer.inbound_nodes[0].inbound_layers if layer.inbound_nodes else []
+        if isinstance(inbound, (list, tuple)):
+            if len(inbound) != 1:
+                return None
+            inbound = inbound[0]
+        layer = inbound
+        found = _output_range_vars(layer)
+        if found is not None:
+            return found
+    return None
+
+
+def _avoid_lut_rounding_ties(qmodel) -> List[str]:
+    """Widen (by 0.1 % steps) any sigmoid / tanh input range that puts an int8 input on a rounding tie.
+
+    TFLite's reference int8 LOGISTIC / TANH kernels use a float lookup table,
+    TFLM's compute in fixed point; they agree except where ``f(x) / out_scale``
+    lies on a ``k + 0.5`` tie (measured: an ECA gate whose input scale came out
+    at 1/128 put ``x = +-1/128`` on a tie and TFLM differed by one step). A
+    slightly wider range changes nothing else. Returns the adjusted layers.
+    """
+    adjusted = []
+    for layer in qmodel._flatten_layers():
+        inner = getattr(layer, "layer", None)
+        if inner is None:
+            continue
+        act = getattr(inner, "activation", None)
+        name = getattr(getattr(act, "activation", act), "__name__", "")
+        if name not in _LUT_ACTIVATIONS:
+            continue
+        found = _activation_input_range(layer)
+        if found is None:
+            continue
+        fn, out_scale = _LUT_ACTIVATIONS[name]
+        lo_var, hi_var = found
+        lo, hi = float(np.ravel(lo_var.numpy())[0]), float(np.ravel(hi_var.numpy())[0])
+        tries = 0
+        while _near_rounding_tie(lo, hi, fn, out_scale) and tries < 100:
+            hi, lo = (hi * 1.001, lo) if hi > -lo else (hi, lo * 1.001)
+            tries += 1
+        if tries:
+            lo_var.assign(np.full(lo_var.shape, lo, np.float32))
+            hi_var.assign(np.full(hi_var.shape, hi, np.float32))
+            adjusted.append(f"{layer.name} ({tries * 0.1:.1f} %)")
+    return adjusted
+
+
 class _Chunks:
     """Memory-mapped ``x_###.npy`` / ``y_###.npy`` chunks as one indexable set."""
 
@@ -598,10 +734,13 @@ class _Chunks:
     def __len__(self):
         return len(self.where)
 
-    def take(self, idx):
+    def take(self, idx, classes: int):
+        """``(x, one-hot or soft labels)`` float32 for the examples at ``idx``."""
         rows = self.where[np.sort(idx)]
-        return (np.stack([self.x[c][r] for c, r in rows]).astype(np.float32),
-                np.array([self.y[c][r] for c, r in rows], np.int32))
+        y = np.stack([self.y[c][r] for c, r in rows])
+        if y.ndim == 1:
+            y = np.eye(classes, dtype=np.float32)[y.astype(np.int64)]
+        return np.stack([self.x[c][r] for c, r in rows]).astype(np.float32), y.astype(np.float32)
 
 
 def _say(*parts):
@@ -634,22 +773,30 @@ def child_main(work: str) -> int:
         return 0
     t = time.time()
     qmodel = _annotate_and_apply(mirror)
+    uncalibrated = float(np.max(np.abs(qmodel(check_x, training=False).numpy() - check_y)))
+    calib = np.load(os.path.join(work, "calibration.npy"))
+    batches = _calibrate_ranges(qmodel, calib)
     initial = float(np.max(np.abs(qmodel(check_x, training=False).numpy() - check_y)))
-    _say(f"quantize_apply: {len(qmodel.layers)} layers; fake-quant model max |diff| vs float = {initial:.3e} "
-         f"({time.time() - t:.1f} s)")
-    data = _Chunks(work)
+    _say(f"quantize_apply: {len(qmodel.layers)} layers; activation ranges calibrated on {len(calib)} examples "
+         f"({batches} batches); fake-quant model max |diff| vs float = {initial:.3e} (before calibration "
+         f"{uncalibrated:.3e}) ({time.time() - t:.1f} s)")
     probs = spec["probabilities"]
     qmodel.compile(optimizer=tf_keras.optimizers.Adam(spec["learning_rate"]),
-                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not probs),
-                   metrics=["accuracy"])
+                   loss=tf_keras.losses.CategoricalCrossentropy(from_logits=not probs,
+                                                              label_smoothing=spec.get("label_smoothing", 0.0)),
+                   metrics=[tf_keras.metrics.CategoricalAccuracy(name="accuracy")])
     rng = np.random.default_rng(spec.get("seed", 0))
     bs = spec["batch_size"]
     history = {"loss": [], "accuracy": []}
+    data = None
     for epoch in range(spec["epochs"]):
+        folder = os.path.join(work, f"epoch_{epoch:03d}")
+        if data is None or os.path.isdir(folder):
+            data = _Chunks(folder if os.path.isdir(folder) else os.path.join(work, "epoch_000"))
         order = rng.permutation(len(data))
         losses, accs, t = [], [], time.time()
         for i in range(0, len(order), bs):
-            x, y = data.take(order[i:i + bs])
+            x, y = data.take(order[i:i + bs], spec["classes"])
             loss, acc = qmodel.train_on_batch(x, y)
             losses.append(loss * len(y))
             accs.append(acc * len(y))
@@ -657,12 +804,14 @@ def child_main(work: str) -> int:
         history["accuracy"].append(float(sum(accs) / len(data)))
         _say(f"epoch {epoch + 1}/{spec['epochs']}: loss {history['loss'][-1]:.4f}, accuracy "
              f"{history['accuracy'][-1]:.4f} ({time.time() - t:.1f} s)")
-    calib = np.load(os.path.join(work, "calibration.npy"))
 
     def representative():
         for x in calib:
             yield [x[None].astype(np.float32)]
 
+    adjusted = _avoid_lut_rounding_ties(qmodel)
+    if adjusted:
+        _say(f"widened the sigmoid/tanh input range of {', '.join(adjusted)} to avoid int8 rounding ties")
     t = time.time()
     # Batch 1, as on the device: static shapes (no SHAPE / PACK ops for the reshapes).
     fn = tf.function(lambda x: qmodel(x, training=False))
@@ -679,8 +828,12 @@ def child_main(work: str) -> int:
     import tensorflow_model_optimization as tfmot
 
     result = {"ok": True, "mirror_layers": len(mirror.layers), "mirror_max_abs_diff": diff,
-              "fake_quant_initial_max_abs_diff": initial, "epochs": spec["epochs"],
-              "learning_rate": spec["learning_rate"], "batch_size": bs, "examples": len(data), "history": history,
+              "fake_quant_initial_max_abs_diff": initial, "fake_quant_uncalibrated_max_abs_diff": uncalibrated,
+              "epochs": spec["epochs"],
+              "learning_rate": spec["learning_rate"], "label_smoothing": spec.get("label_smoothing", 0.0),
+              "fresh_data_per_epoch": spec.get("fresh_data_per_epoch", False), "batch_size": bs,
+              "ranges_widened_against_rounding_ties": adjusted,
+              "examples": len(data), "history": history,
               "child_seconds": round(time.time() - t0, 1), "tf_keras": tf_keras.__version__,
               "tfmot": tfmot.__version__}
     with open(os.path.join(work, "result.json"), "w") as f:
