@@ -276,6 +276,44 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
 
 
+def dataset_options(cfg: TrainConfig, vocabulary: LabelVocabulary) -> dict:
+    """The :func:`~keras_dssdn.pipeline.make_dataset` keyword arguments shared by a config's train and evaluate
+    datasets (front end, vocabulary, clip/segment length, one-hot labels, batch size, cache)."""
+    return dict(frontend=cfg.frontend_params(), vocabulary=vocabulary, clip_seconds=cfg.clip_seconds,
+                segment_seconds=cfg.segment_seconds, label_mode="one_hot", batch_size=cfg.batch_size,
+                cache=cfg.cache)
+
+
+def normalization_stats(cfg: TrainConfig, train_clips: ClipList,
+                        vocabulary: LabelVocabulary) -> Optional[NormalizationStats]:
+    """Log-mel statistics of the training clips for ``cfg.normalization`` (None when it is ``"none"``);
+    decodes the clips once more, uncached."""
+    from keras_dssdn.pipeline import make_dataset
+
+    if cfg.normalization == "none":
+        return None
+    stats_ds = make_dataset(train_clips, training=False, **{**dataset_options(cfg, vocabulary), "cache": None})
+    return compute_normalization_stats(stats_ds, mode=cfg.normalization)
+
+
+def wrap_network(net: keras.Model, cfg: TrainConfig, stats: Optional[NormalizationStats],
+                 vocabulary: LabelVocabulary) -> keras.Model:
+    """``net`` (log-mel in) with the normalisation and class names inside, as the run folders save it."""
+    return attach_front_end(net, cfg.frontend_params(), stats, vocabulary.names, waveform_input=False,
+                            seconds=input_seconds(cfg), name=net.name)
+
+
+def compile_for_training(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Compile with the recipe: :func:`make_optimizer` over ``cfg.epochs``, label-smoothed cross-entropy,
+    accuracy. Returns ``model``."""
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
 def _use_mixed_precision(cfg: TrainConfig) -> bool:
     if cfg.mixed_precision == "auto":
         return bool(tf.config.list_physical_devices("GPU"))
@@ -425,9 +463,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.c
     if _use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        common = dict(frontend=frontend, vocabulary=vocab, clip_seconds=cfg.clip_seconds,
-                      segment_seconds=cfg.segment_seconds, label_mode="one_hot", batch_size=cfg.batch_size,
-                      cache=cfg.cache)
+        common = dataset_options(cfg, vocab)
         train_ds = make_dataset(train_clips, training=True, augment=cfg.augment_config(), seed=cfg.seed, **common)
         eval_ds = make_dataset(eval_clips, training=False, **common) if eval_clips is not None else None
         steps = int(train_ds.cardinality().numpy())
@@ -440,18 +476,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.c
             state, initial_epoch = None, 0
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "checkpoint").mkdir(exist_ok=True)
-            stats = None
-            if cfg.normalization != "none":
-                stats_ds = make_dataset(train_clips, training=False, **{**common, "cache": None})
-                stats = compute_normalization_stats(stats_ds, mode=cfg.normalization)
+            stats = normalization_stats(cfg, train_clips, vocab)
             net = build_network(cfg, len(vocab))
-            model = attach_front_end(net, frontend, stats, vocab.names, waveform_input=False,
-                                     seconds=input_seconds(cfg), name=net.name)
-            model.compile(
-                optimizer=make_optimizer(cfg, steps),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-            )
+            model = compile_for_training(wrap_network(net, cfg, stats, vocab), cfg, steps)
             write_json_atomic(run_dir / "config.json", cfg.to_dict())
             write_json_atomic(run_dir / "frontend.json", frontend.to_dict())
             vocab.save(run_dir / "labels.json")
