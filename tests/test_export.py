@@ -438,3 +438,50 @@ def test_cli_exports_a_saved_model_on_real_data(tmp_path, shared_data, capsys):
     assert report["data"]["evaluation"]["limited"] and report["command"].startswith("python tools/export.py")
     assert main(args) == 1  # exists, no --force
     assert "--force" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# run folders and QAT helpers (no conversion)
+# ---------------------------------------------------------------------------
+
+
+def test_run_folder_files_are_used(tmp_path):
+    """A tools/train.py-style run folder: model, labels, normalisation, front end and config are picked up."""
+    from keras_dssdn.export import _qat_augment, read_run_dir
+    from keras_dssdn.features import NormalizationStats
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = keras_dssdn.DSSDNSmall(input_shape=(128, None, 1), classes=3)
+    model.save(run / "best.keras")
+    (run / "labels.json").write_text(json.dumps({"class_names": ["a", "b", "c"]}))
+    NormalizationStats([-7.0], [3.0]).save(str(run / "normalization.json"))
+    (run / "frontend.json").write_text(json.dumps(keras_dssdn.DEFAULT_FRONTEND.to_dict()))
+    (run / "config.json").write_text(json.dumps({"data": "somewhere", "fold": 2, "clip_seconds": None,
+                                                 "segment_seconds": 1.0, "augment": {"mixup_alpha": 0.2},
+                                                 "label_smoothing": 0.1}))
+    found = read_run_dir(run)
+    assert found.model_path.endswith("best.keras") and found.class_names == ["a", "b", "c"]
+    assert found.config["fold"] == 2 and found.config["segment_seconds"] == 1.0
+    prep = prepare_model(str(run))
+    assert prep.input_shape == (128, 44, 1) and prep.segment_seconds == 1.0  # free time axis fixed from config
+    assert prep.class_names == ["a", "b", "c"] and prep.normalization.mean == (-7.0,)
+    assert prep.sources["normalization"].endswith("normalization.json")
+    assert _qat_augment("run", prep.run_config).mixup_alpha == 0.2
+    assert _qat_augment("none", prep.run_config) is None and _qat_augment("run", {}) is None
+    (run / "other.keras").write_bytes(b"")
+    (run / "best.keras").rename(run / "x.keras")
+    with pytest.raises(Exception, match="several models"):
+        read_run_dir(run)
+
+
+def test_rounding_tie_detection_for_lut_activations():
+    from keras_dssdn.qat import _LUT_ACTIVATIONS, _near_rounding_tie
+
+    fn, out_scale = _LUT_ACTIVATIONS["sigmoid"]
+    s, zero = 0.0078124189749360085, 180  # measured: TFLM differed from the reference LUT by one step
+    assert _near_rounding_tie(-zero * s, (255 - zero) * s, fn, out_scale)
+    assert not _near_rounding_tie(-3.0, 5.0, fn, out_scale)
+    rng = np.random.default_rng(0)
+    flagged = np.mean([_near_rounding_tie(-rng.uniform(0, 5), rng.uniform(0, 5), fn, out_scale) for _ in range(300)])
+    assert flagged < 0.1
