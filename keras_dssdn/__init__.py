@@ -47,3 +47,4 @@ from keras_dssdn.features import (  # noqa: F401
 from keras_dssdn.augment import AugmentConfig  # noqa: F401
 from keras_dssdn.pipeline import make_dataset  # noqa: F401
 from keras_dssdn.synthetic import make_synthetic_dataset  # noqa: F401
+from keras_dssdn.export import export_bundle  # noqa: F401

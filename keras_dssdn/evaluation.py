@@ -28,48 +28,26 @@ from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 class TFLiteClassifier:
     """A ``.tflite`` classifier with a Keras-like ``predict(x) -> probabilities``.
 
-    Quantises float log-mel input with the model's input scale / zero point
-    when the input is int8, and dequantises the output. Uses ai-edge-litert's
-    reference kernels when ``reference=True`` (the yardstick for TFLite Micro).
-    ``normalization`` is applied first when the exported model expects
-    normalised input.
+    Wraps :class:`keras_dssdn.export.TFLiteRunner` (ai-edge-litert; input
+    quantised with the model's scale / zero point, rounding half away from
+    zero as TFLite does; output dequantised). ``reference=True`` uses TFLite's
+    reference kernels (the yardstick for TFLite Micro). ``normalization`` is
+    applied first when the exported model expects normalised input.
     """
 
     def __init__(self, path_or_bytes, reference: bool = False, normalization=None):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from keras_dssdn.export import TFLiteRunner
 
         content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, os.PathLike)) else path_or_bytes
-        kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} if reference else {}
-        self.interpreter = Interpreter(model_content=content, **kwargs)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_shape = tuple(int(d) for d in self.input["shape"][1:])
+        self.runner = TFLiteRunner(content, reference=reference)
+        self.input_shape = tuple(int(d) for d in self.runner.input["shape"][1:])
         self.normalization = normalization
-
-    def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        if self.input["dtype"] == np.float32:
-            return x.astype(np.float32)
-        scale, zero = self.input["quantization"]
-        info = np.iinfo(self.input["dtype"])
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
-
-    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
-        if self.output["dtype"] == np.float32:
-            return y.astype(np.float32)
-        scale, zero = self.output["quantization"]
-        return (y.astype(np.float32) - zero) * scale
 
     def predict(self, x, verbose=0, batch_size=None) -> np.ndarray:
         x = np.asarray(x, np.float32)
         if self.normalization is not None:
             x = np.asarray(self.normalization.apply(x))
-        out = []
-        for example in x:
-            self.interpreter.set_tensor(self.input["index"], self.quantize_input(example[None]))
-            self.interpreter.invoke()
-            out.append(self.dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0])
-        return np.stack(out)
+        return self.runner.predict(x)
 
 
 def load_classifier(path, normalization=None):
