@@ -45,6 +45,8 @@ import tensorflow as tf
 
 from keras_dssdn.augment import AugmentConfig
 from keras_dssdn.datasets import ClipList, read_csv, read_dcase
+from keras_dssdn import distribute
+from keras_dssdn.distribute import LR_SCALINGS, STRATEGIES, local_batchnorm_config
 from keras_dssdn.features import NormalizationStats, attach_front_end, compute_normalization_stats
 from keras_dssdn.labels import LabelVocabulary
 from keras_dssdn.params import FrontEndParams
@@ -71,6 +73,12 @@ class TrainConfig:
       the evaluate split (default: the same folder's fold ``fold`` evaluate list).
     segment_seconds: cut clips into segments of this length (1.0: the DCASE
       2022-2024 setting); evaluation averages segment predictions per clip.
+    strategy: ``default`` (one device), ``mirrored`` (all local GPUs, or the
+      logical CPU devices of ``KERAS_DSSDN_CPU_DEVICES``) or ``multiworker``
+      (``TF_CONFIG``); see :mod:`keras_dssdn.distribute`. ``batch_size`` is per
+      replica; ``lr_scaling`` (``linear`` / ``sqrt`` / ``none``) scales
+      ``learning_rate`` with the replica count; ``sync_batchnorm`` normalises
+      with the global batch's statistics.
     """
 
     model: str = "small"
@@ -97,6 +105,9 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "auto"
     cache: Optional[str] = "memory"
+    strategy: str = "default"
+    lr_scaling: str = "linear"
+    sync_batchnorm: bool = True
     out_dir: str = "runs"
     name: Optional[str] = None
     verbose: int = 1
@@ -110,6 +121,10 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision must be auto, on or off, got {self.mixed_precision!r}.")
         if self.monitor not in ("val_accuracy", "val_loss"):
             raise ConfigError(f"monitor must be val_accuracy or val_loss, got {self.monitor!r}.")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ConfigError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {self.lr_scaling!r}.")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1.")
         self.augment_config()  # validates augment keys
@@ -373,13 +388,15 @@ class RunCheckpoint(keras.callbacks.Callback):
         improved = self._improved(value)
         if improved:
             self.best, self.best_epoch, self.wait = float(value), epoch + 1, 0
-            save_model_atomic(self.model, self.run_dir / "best.keras")
+            with local_batchnorm_config(self.model):
+                save_model_atomic(self.model, self.run_dir / "best.keras")
         else:
             self.wait += 1
         entry = {k: float(v) for k, v in logs.items()}
         entry.update(epoch=epoch + 1, seconds=time.perf_counter() - self._start)
         self.history.append(entry)
-        save_model_atomic(self.model, self.run_dir / "checkpoint" / "last.keras")
+        with local_batchnorm_config(self.model):
+            save_model_atomic(self.model, self.run_dir / "checkpoint" / "last.keras")
         stop = self.patience > 0 and self.wait >= self.patience
         write_json_atomic(self.run_dir / "checkpoint" / "state.json", {
             "epoch": epoch + 1, "best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
@@ -428,6 +445,7 @@ class RunResult:
     best_epoch: Optional[int]
     metrics: dict
     seconds_per_epoch: float
+    chief: bool = True  # False: a non-chief worker of a multi-worker run (no run folder, no metrics)
 
 
 def run_folder(cfg: TrainConfig) -> Path:
@@ -435,27 +453,71 @@ def run_folder(cfg: TrainConfig) -> Path:
     return Path(cfg.out_dir) / name
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
-    """Train per ``cfg`` into its run folder; ``resume=True`` continues a killed run from its last checkpoint."""
-    from keras_dssdn.evaluation import evaluate_model, write_reports
-    from keras_dssdn.pipeline import make_dataset
-
-    run_dir = run_folder(cfg)
+def _open_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool, dist: "distribute.Distribution"):
+    """``(cfg, vocabulary)`` for a new run (the folder must be free) or a resumed one (its saved recipe and
+    labels; the same replica count)."""
     if resume:
         if not (run_dir / "config.json").is_file():
             raise ResumeError(f"{run_dir}: not a run folder (no config.json); check out_dir= and name=.")
         saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-        # a resumed run keeps its recipe; only the epoch budget and verbosity may change
-        cfg = dataclasses.replace(saved, epochs=cfg.epochs, verbose=cfg.verbose)
+        # a resumed run keeps its recipe; only the epoch budget, verbosity and the strategy may change
+        cfg = dataclasses.replace(saved, epochs=cfg.epochs, verbose=cfg.verbose, strategy=cfg.strategy)
         vocabulary = LabelVocabulary.load(run_dir / "labels.json")
+        record = run_dir / "distribution.json"
+        trained = json.loads(record.read_text()) if record.is_file() else {"strategy": "default", "replicas": 1}
+        if int(trained["replicas"]) != dist.replicas:
+            raise ResumeError(
+                f"{run_dir} was trained on {trained['replicas']} replica(s) (strategy {trained['strategy']}); this "
+                f"process has {dist.replicas} ({dist.describe()}). The global batch and the learning-rate schedule "
+                f"depend on the replica count: resume with --strategy {trained['strategy']} on as many devices.")
     else:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if dist.is_chief and run_dir.exists() and any(run_dir.iterdir()):
             raise FileExistsError(f"{run_dir} already exists; resume it with --resume, or choose another name=.")
         vocabulary = None
+    return cfg, vocabulary
+
+
+def _distribution_record(cfg: TrainConfig, run_cfg: TrainConfig, dist: "distribute.Distribution", steps: int) -> dict:
+    return {"strategy": dist.name, "replicas": dist.replicas, "workers": dist.workers, "devices": list(dist.devices),
+            "per_replica_batch_size": cfg.batch_size, "global_batch_size": run_cfg.batch_size,
+            "lr_scaling": cfg.lr_scaling, "base_learning_rate": cfg.learning_rate,
+            "learning_rate": run_cfg.learning_rate, "sync_batchnorm": bool(cfg.sync_batchnorm and dist.replicas > 1),
+            "steps_per_epoch": steps}
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
+    """Train per ``cfg`` into its run folder; ``resume=True`` continues a killed run from its last checkpoint.
+
+    ``cfg.strategy`` other than ``default`` trains with ``tf.distribute`` (:mod:`keras_dssdn.distribute`):
+    ``batch_size`` per replica, the learning rate scaled by ``cfg.lr_scaling``, the model built (or loaded)
+    in ``strategy.scope()``; with several workers only the chief writes the run folder.
+    """
+    from keras_dssdn.evaluation import evaluate_model, write_reports
+    from keras_dssdn.pipeline import make_dataset
+
+    if cfg.strategy == "multiworker" and not cfg.name and distribute.cluster_workers() > 1:
+        raise ConfigError("Multi-worker training needs name=<run name>: every worker must use the same run folder.")
+    run_dir = run_folder(cfg)
+    # before any other TensorFlow work: MultiWorkerMirroredStrategy joins its cluster here
+    dist = distribute.setup(cfg.strategy)
+    error = None
+    try:
+        cfg, vocabulary = _open_run_folder(cfg, run_dir, resume, dist)
+    except Exception as e:  # noqa: BLE001 - re-raised by agree(), after every worker has heard of it
+        error = e
+    dist.agree(error)
+    verbose = cfg.verbose if dist.is_chief else 0
+    # the run folder is written by the chief; other workers write the same files, in lockstep, to a temporary one
+    out_dir = run_dir if dist.is_chief else distribute.worker_dir(dist)
+    run_cfg = cfg  # what one optimizer step sees: the global batch and the scaled learning rate
+    if dist.distributed:
+        run_cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * dist.replicas,
+                                      learning_rate=cfg.learning_rate * distribute.lr_scale(dist.replicas,
+                                                                                             cfg.lr_scaling))
     keras.utils.set_random_seed(cfg.seed)
     frontend = cfg.frontend_params()
     train_clips, eval_clips, vocab = training_data(cfg, vocabulary)
-    if cfg.verbose:
+    if verbose:
         print(train_clips.summary())
         if eval_clips is not None:
             print(eval_clips.summary())
@@ -463,45 +525,67 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.c
     if _use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        common = dataset_options(cfg, vocab)
+        common = dataset_options(run_cfg, vocab)
         train_ds = make_dataset(train_clips, training=True, augment=cfg.augment_config(), seed=cfg.seed, **common)
         eval_ds = make_dataset(eval_clips, training=False, **common) if eval_clips is not None else None
         steps = int(train_ds.cardinality().numpy())
+        if dist.distributed:
+            train_ds = distribute.shard_by_data(train_ds)
+            eval_ds = distribute.shard_by_data(eval_ds) if eval_ds is not None else None
+            record = _distribution_record(cfg, run_cfg, dist, steps)
+            if verbose:
+                print(f"Training with {dist.describe()}: batch {cfg.batch_size} per replica = {run_cfg.batch_size} "
+                      f"global, learning rate {cfg.learning_rate:g} x {run_cfg.learning_rate / cfg.learning_rate:g} "
+                      f"({cfg.lr_scaling}) = {run_cfg.learning_rate:g}"
+                      + (", batch norm synchronised across replicas" if record["sync_batchnorm"] else "") + ".")
 
         if resume:
-            model, state = load_checkpoint(run_dir)
+            with dist.scope():
+                model, state = load_checkpoint(run_dir)
             initial_epoch = int(state["epoch"])
             stats = NormalizationStats.load(run_dir / "normalization.json") if cfg.normalization != "none" else None
         else:
             state, initial_epoch = None, 0
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "checkpoint").mkdir(exist_ok=True)
-            stats = normalization_stats(cfg, train_clips, vocab)
-            net = build_network(cfg, len(vocab))
-            model = compile_for_training(wrap_network(net, cfg, stats, vocab), cfg, steps)
-            write_json_atomic(run_dir / "config.json", cfg.to_dict())
-            write_json_atomic(run_dir / "frontend.json", frontend.to_dict())
-            vocab.save(run_dir / "labels.json")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "checkpoint").mkdir(exist_ok=True)
+            stats = normalization_stats(run_cfg, train_clips, vocab)
+            with dist.scope():
+                net = build_network(cfg, len(vocab))
+                model = compile_for_training(wrap_network(net, cfg, stats, vocab), run_cfg, steps)
+            write_json_atomic(out_dir / "config.json", cfg.to_dict())
+            write_json_atomic(out_dir / "frontend.json", frontend.to_dict())
+            vocab.save(out_dir / "labels.json")
             if stats is not None:
-                write_json_atomic(run_dir / "normalization.json", stats.to_dict())
+                write_json_atomic(out_dir / "normalization.json", stats.to_dict())
             if getattr(net, "dssdn_config", None) is not None:
-                net.dssdn_config.save(run_dir / "model_config.json")
+                net.dssdn_config.save(out_dir / "model_config.json")
+        if dist.distributed:
+            (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+            write_json_atomic(out_dir / "distribution.json", record)
+            if dist.replicas > 1 and cfg.sync_batchnorm:
+                distribute.synchronize_batchnorm(model)
+            if dist.workers > 1:
+                distribute.patch_for_multiworker(model)
 
         if initial_epoch >= cfg.epochs or (state or {}).get("stopped_early"):
-            if cfg.verbose:
+            if verbose:
                 print(f"{run_dir}: already trained to epoch {initial_epoch}; evaluating.")
         else:
             monitor = cfg.monitor if eval_ds is not None else cfg.monitor.replace("val_", "")
-            checkpoint = RunCheckpoint(run_dir, monitor, cfg.early_stopping_patience if eval_ds is not None else 0,
+            checkpoint = RunCheckpoint(out_dir, monitor, cfg.early_stopping_patience if eval_ds is not None else 0,
                                        state)
             cbs = [_LearningRateLogger(), checkpoint,
-                   keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=resume),
-                   keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+                   keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=resume),
+                   keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False),
                    *callbacks]
             model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                      callbacks=cbs, verbose=cfg.verbose)
-            state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+                      callbacks=cbs, verbose=verbose)
+            state = json.loads((out_dir / "checkpoint" / "state.json").read_text())
 
+        seconds = float(np.median([h["seconds"] for h in state["history"] if "seconds" in h] or [0.0]))
+        if not dist.is_chief:  # the chief evaluates and writes the reports; leave the cluster together
+            dist.agree(None)
+            return RunResult(run_dir, int(state["epoch"]), state.get("best_epoch"), {}, seconds, chief=False)
         best = keras.models.load_model(run_dir / "best.keras", compile=False)
         metrics = {}
         if eval_clips is not None:
@@ -515,7 +599,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.c
                 "median_seconds_per_epoch": float(np.median(times)) if times else None,
             }
             write_reports(metrics, run_dir, title=f"{best.name} on {eval_clips.name}")
-        return RunResult(run_dir, int(state["epoch"]), state.get("best_epoch"), metrics,
-                         float(np.median([h["seconds"] for h in state["history"] if "seconds" in h] or [0.0])))
+        if dist.workers > 1:
+            dist.agree(None)
+        return RunResult(run_dir, int(state["epoch"]), state.get("best_epoch"), metrics, seconds)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+        if out_dir != run_dir:
+            distribute.remove_worker_dir(out_dir)
