@@ -67,10 +67,10 @@ def load_classifier(path, normalization=None):
 
 
 def _input_frames(model) -> int:
-    shape = model.input_shape if hasattr(model, "input_shape") and not isinstance(model, TFLiteClassifier) else None
+    """Frames of the model's log-mel input: ``(n_mels, frames, 1)`` for TFLite, ``(B, n_mels, frames, 1)`` for Keras."""
     if isinstance(model, TFLiteClassifier):
         return model.input_shape[1]
-    return int(shape[2])
+    return int(model.input_shape[2])
 
 
 def evaluate_model(
