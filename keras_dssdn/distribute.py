@@ -240,7 +240,7 @@ class Distribution:
 
     def describe(self) -> str:
         where = f"{self.workers} workers x {self.replicas // max(self.workers, 1)} devices" if self.workers > 1 \
-            else ", ".join(self.devices)
+            else ", ".join(d.split("/")[-1] for d in self.devices) or "one device"
         task = f"; this process: {self.task_type} {self.task_id}{' (chief)' if self.is_chief else ''}" \
             if self.task_type is not None else ""
         return f"strategy {self.name}: {self.replicas} replica{'s' if self.replicas != 1 else ''} ({where}){task}"

@@ -74,7 +74,8 @@ models = {name: keras.models.load_model(out / name / "checkpoint" / "last.keras"
 x = next(iter(make_dataset(data, split="evaluate", clip_seconds=2.0, batch_size=64)))[0]
 probs = {name: np.asarray(m.predict(x, verbose=0)) for name, m in models.items()}
 best = keras.models.load_model(out / "mirrored" / "best.keras")
-sync_saved = [layer.synchronized for layer in best._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+sync_saved = [layer.synchronized for layer in best._flatten_layers()
+              if isinstance(layer, keras.layers.BatchNormalization)]
 (out / "result.json").write_text(json.dumps({
     "history": {"single": history("single"), "mirrored": history("mirrored")},
     "max_prob_diff": float(np.max(np.abs(probs["single"] - probs["mirrored"]))),

@@ -196,6 +196,14 @@ def test_multiworker_two_processes_one_epoch(tiny_data, tmp_path):
     assert "worker done: 1 epochs" in logs[1].read_text()
     assert not list(tmp.glob("keras_dssdn-worker*"))  # the non-chief's copy is gone
 
+    # the same command again, without --resume: the chief refuses the existing run folder and the other worker
+    # hears of it and stops too (rather than waiting for the chief in a collective)
+    codes = _run_all([(argv, _env(TF_CONFIG=c, TMPDIR=str(tmp)), log) for c, log in
+                      zip(distribute.local_cluster(2), logs)], timeout=300)
+    assert codes == [2, 2], "\n---\n".join(_tail(log) for log in logs)
+    assert "already exists; resume it with --resume" in logs[0].read_text()
+    assert "Another worker of the cluster failed before training" in logs[1].read_text()
+
 
 # ----------------------------------------------------------------------------
 # Distributed KerasTuner: a chief and two workers on localhost

@@ -92,12 +92,14 @@ def train_modes(args, data, out):
                "per_replica_batch": args.global_batch // n, "global_batch": args.global_batch}
         state_path = out / mode / "checkpoint" / "state.json"
         if codes == [0] * len(codes) and state_path.is_file():
-            history = json.loads(state_path.read_text())["history"]
+            state = json.loads(state_path.read_text())
+            history = state["history"]
             seconds = [h["seconds"] for h in history]
-            row.update(first_epoch_s=seconds[0], later_epochs_median_s=statistics.median(seconds[1:]) if
-                       len(seconds) > 1 else None, epoch_s=seconds, steps_per_epoch=json.loads(
-                           (out / mode / "checkpoint" / "state.json").read_text())["optimizer_iterations"] // len(seconds),
-                       val_loss=history[-1].get("val_loss"), val_accuracy=history[-1].get("val_accuracy"))
+            row.update(first_epoch_s=seconds[0],
+                       later_epochs_median_s=statistics.median(seconds[1:]) if len(seconds) > 1 else None,
+                       epoch_s=seconds, steps_per_epoch=state["optimizer_iterations"] // len(seconds),
+                       losses=[h["loss"] for h in history], val_loss=history[-1].get("val_loss"),
+                       val_accuracy=history[-1].get("val_accuracy"))
             metrics = out / mode / "metrics.json"
             if metrics.is_file():
                 m = json.loads(metrics.read_text())

@@ -7,8 +7,8 @@
     python tools/train.py --config small model=best_config.json data=...    # a tuned architecture
     python tools/train.py --config small data=... --strategy mirrored       # all local GPUs (docs/scaling.md)
     python tools/train.py --config small data=... --strategy mirrored --cpu-devices 2   # 2 CPU replicas
-    TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}' \
-        python tools/train.py --config small data=... name=run --strategy multiworker   # on each machine
+    # several machines (docs/scaling.md): on each one, with its own task index
+    TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}' python tools/train.py --config small data=... name=run --strategy multiworker
 
 --config is a YAML/JSON file or one of the packaged configs (small, middle,
 large, dcase_small_1s, baseline). Any config key can be overridden as
