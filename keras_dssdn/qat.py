@@ -197,26 +197,17 @@ def build_mirror_spec(model) -> Tuple[dict, Dict[str, np.ndarray]]:
         if name in folded:
             continue
         ins = inputs_of(layer)
-        if isinstance(layer, L.DepthwiseConv2D):
+        if isinstance(layer, (L.DepthwiseConv2D, L.Conv2D)):
+            depthwise = isinstance(layer, L.DepthwiseConv2D)
             bn = foldable_bn(layer)
             kernel = np.asarray(layer.kernel)
             bias = np.asarray(layer.bias) if layer.use_bias else None
             if bn is not None:
-                kernel, bias = _fold(kernel, bias, bn, depthwise=True)
+                kernel, bias = _fold(kernel, bias, bn, depthwise=depthwise)
                 folded.add(bn.name)
                 out_of[(bn.name, 0)] = name
-            args = _conv_args(layer, True, bias is not None)
-            b.add(name, "depthwise", ins, args, [kernel] + ([bias] if bias is not None else []))
-        elif isinstance(layer, L.Conv2D):
-            bn = foldable_bn(layer)
-            kernel = np.asarray(layer.kernel)
-            bias = np.asarray(layer.bias) if layer.use_bias else None
-            if bn is not None:
-                kernel, bias = _fold(kernel, bias, bn, depthwise=False)
-                folded.add(bn.name)
-                out_of[(bn.name, 0)] = name
-            args = _conv_args(layer, False, bias is not None)
-            b.add(name, "conv2d", ins, args, [kernel] + ([bias] if bias is not None else []))
+            args = _conv_args(layer, depthwise, bias is not None)
+            b.add(name, "depthwise" if depthwise else "conv2d", ins, args, [kernel] + ([bias] if bias is not None else []))
         elif isinstance(layer, L.BatchNormalization):
             # Not after a convolution: an exact per-channel affine map = 1x1 depthwise convolution with bias.
             scale, shift = _bn_affine(layer)
