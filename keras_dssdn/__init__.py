@@ -15,12 +15,13 @@ import os as _os
 # a user's own TF_CPP_MIN_LOG_LEVEL wins.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_dssdn.params import DCASE_MAX_MACS, DCASE_MAX_PARAMS, DEFAULT_FRONTEND, FrontEndParams  # noqa: F401
-from keras_dssdn.frequency import FrequencySplit, split_point  # noqa: F401
-from keras_dssdn.regularizers import OrthonormalRegularizer  # noqa: F401
-from keras_dssdn.operators import OSC, SC, SPC  # noqa: F401
-from keras_dssdn.blocks import ECA, dssdb  # noqa: F401
-from keras_dssdn.model import (  # noqa: F401
+from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams  # noqa: F401
+from keras_dssdn.analysis.budgets import DCASE_MAX_MACS, DCASE_MAX_PARAMS, Budget  # noqa: F401
+from keras_dssdn.layers.frequency import FrequencySplit, split_point  # noqa: F401
+from keras_dssdn.layers.regularizers import OrthonormalRegularizer  # noqa: F401
+from keras_dssdn.layers.operators import OSC, SC, SPC  # noqa: F401
+from keras_dssdn.models.blocks import ECA, dssdb  # noqa: F401
+from keras_dssdn.models.dssdn import (  # noqa: F401
     DCASE_SMALL_1S,
     LARGE,
     MIDDLE,
@@ -33,18 +34,18 @@ from keras_dssdn.model import (  # noqa: F401
     build_dssdn,
     resolve_config,
 )
-from keras_dssdn.complexity import ComplexityReport, profile  # noqa: F401
-from keras_dssdn.baseline import DCASEBaseline  # noqa: F401
-from keras_dssdn.labels import ClassNames, LabelVocabulary  # noqa: F401
-from keras_dssdn.datasets import read_csv, read_dcase  # noqa: F401
-from keras_dssdn.features import (  # noqa: F401
+from keras_dssdn.analysis.complexity import ComplexityReport, profile  # noqa: F401
+from keras_dssdn.models.baseline import DCASEBaseline  # noqa: F401
+from keras_dssdn.layers.labels import ClassNames, LabelVocabulary  # noqa: F401
+from keras_dssdn.data.datasets import read_csv, read_dcase  # noqa: F401
+from keras_dssdn.layers.frontend import (  # noqa: F401
     LogMel,
     LogMelNormalization,
     NormalizationStats,
     attach_front_end,
     compute_normalization_stats,
 )
-from keras_dssdn.augment import AugmentConfig  # noqa: F401
-from keras_dssdn.pipeline import make_dataset  # noqa: F401
-from keras_dssdn.synthetic import make_synthetic_dataset  # noqa: F401
-from keras_dssdn.export import export_bundle  # noqa: F401
+from keras_dssdn.data.augment import AugmentConfig  # noqa: F401
+from keras_dssdn.data.pipeline import make_dataset  # noqa: F401
+from keras_dssdn.data.synthetic import make_synthetic_dataset  # noqa: F401
+from keras_dssdn.deploy.export import export_bundle  # noqa: F401

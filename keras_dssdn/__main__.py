@@ -1,8 +1,8 @@
-"""``python -m keras_dssdn``: the main job on its embedded default (see :mod:`keras_dssdn.demo`)."""
+"""``python -m keras_dssdn``: the main job on its embedded default (see :mod:`keras_dssdn.cli.demo`)."""
 
 import sys
 
-from keras_dssdn.demo import main
+from keras_dssdn.cli.demo import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

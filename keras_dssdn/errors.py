@@ -1,17 +1,38 @@
-"""Exceptions for bad input data.
+"""Every exception a user's input can cause, in one place.
 
-Every error raised by the data side of the package (readers, audio probing,
-the pipeline) derives from :class:`DataError` (a ``ValueError``) and carries a
-message that names the file, the row or the value at fault and says what to do.
-They are raised while a dataset is being *built*, before training starts,
-whenever the problem can be seen then.
+Each class derives from :class:`DSSDNError`, so a command line can turn any of
+them into one message and an exit status (:mod:`keras_dssdn.cli.common`)
+while a bug still shows its traceback. Messages name the file, key or value at
+fault and say what to do. ``docs/errors.md`` lists when each is raised.
+
+Families (exit status of the commands in brackets):
+
+* :class:`DataError` (``ValueError``) [3]: audio files, metadata, labels.
+* :class:`ConfigError` (``ValueError``) [2]: a configuration key or value,
+  a command-line argument, settings that do not fit together.
+* :class:`RunFolderError` [4]: a run folder, checkpoint or saved model that
+  cannot be read or resumed.
+* :class:`BudgetError` (``ValueError``) [5]: a complexity budget no
+  configuration can meet.
+* :class:`ExportError` [6]: conversion, verification or bundle writing.
 """
 
 from __future__ import annotations
 
 
-class DataError(ValueError):
+class DSSDNError(Exception):
+    """Base class of every error the package raises for a user's input."""
+
+    exit_code = 1
+
+
+# ---------------------------------------------------------------------------- data
+
+
+class DataError(DSSDNError, ValueError):
     """Base class: something in the user's data or metadata is wrong."""
+
+    exit_code = 3
 
 
 class MetadataError(DataError):
@@ -36,3 +57,77 @@ class UnsupportedAudioError(AudioFormatError):
 
 class ShortClipError(DataError):
     """A clip is shorter than the fixed length the pipeline crops / pads to."""
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+class ConfigError(DSSDNError, ValueError):
+    """A configuration key or value that does not exist or does not fit."""
+
+    exit_code = 2
+
+
+class SearchSettingsError(ConfigError):
+    """A search folder that holds a search with other settings, or settings that do not fit together."""
+
+
+class DistributeError(DSSDNError, RuntimeError):
+    """A strategy that cannot be set up here (devices already initialised, bad TF_CONFIG, a failed peer)."""
+
+    exit_code = 2
+
+
+# ---------------------------------------------------------------------------- run folders and models
+
+
+class RunFolderError(DSSDNError, RuntimeError):
+    """A run folder, checkpoint or model file that is missing, corrupt or not what it should be."""
+
+    exit_code = 4
+
+
+class ResumeError(RunFolderError):
+    """A run folder that cannot be resumed (corrupt checkpoint, other labels, ...)."""
+
+
+class ModelFileError(RunFolderError, ValueError):
+    """A model file that does not exist, is not a Keras / TFLite model, or cannot be loaded."""
+
+
+# ---------------------------------------------------------------------------- budgets
+
+
+class BudgetError(DSSDNError, ValueError):
+    """No configuration of the search space fits the budget (raised before any data is decoded)."""
+
+    exit_code = 5
+
+
+# ---------------------------------------------------------------------------- export
+
+
+class ExportError(DSSDNError, RuntimeError):
+    """Base class of everything that makes an export fail."""
+
+    exit_code = 6
+
+
+class UnsupportedOperatorError(ExportError):
+    """The model uses an operator the TensorFlow Lite Micro interpreter does not have."""
+
+
+class VerificationError(ExportError):
+    """A check that every export runs (bit-exactness, float parity, accuracy bound) failed."""
+
+
+class RepresentativeDataError(ExportError, ValueError):
+    """The representative (calibration) data is empty or does not fit the model input."""
+
+
+class BundleExistsError(ExportError, FileExistsError):
+    """The bundle folder exists and ``force`` was not given."""
+
+
+class QATError(ExportError):
+    """Quantisation-aware training could not be set up or failed."""

@@ -47,6 +47,22 @@ class FrontEndParams:
             return 1 + n // self.hop_length
         return 1 + (n - self.n_fft) // self.hop_length
 
+    def seconds_for_frames(self, frames: int) -> float:
+        """The clip length in seconds that makes ``frames`` STFT frames (inverse of :meth:`num_frames`).
+
+        The value on a 0.1-s grid when one fits (1 s for 44 frames, 10 s for 431), else the shortest exact
+        length: ``(frames - 1) * hop_length`` samples (plus ``n_fft`` without centring). Raises ValueError for
+        ``frames < 1``.
+        """
+        frames = int(frames)
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}.")
+        exact = ((frames - 1) * self.hop_length + (0 if self.center else self.n_fft)) / self.sample_rate
+        for seconds in (round(exact, 1), round(exact + self.hop_length / self.sample_rate, 1) ):
+            if seconds > 0 and self.num_frames(seconds) == frames:
+                return seconds
+        return exact
+
     def input_shape(self, seconds: Optional[float] = None) -> tuple:
         """Model input shape ``(n_mels, frames, 1)`` for a clip of ``seconds``."""
         return (self.n_mels, self.num_frames(seconds), 1)
@@ -74,6 +90,3 @@ DEFAULT_FRONTEND = FrontEndParams()
 #: epoch); 0.9 is PyTorch's default (its momentum=0.1), used by the DCASE systems.
 BN_MOMENTUM = 0.9
 
-#: DCASE 2022-2024 Task 1 complexity limits (per 1-s clip).
-DCASE_MAX_PARAMS = 128_000
-DCASE_MAX_MACS = 30_000_000

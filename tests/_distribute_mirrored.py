@@ -12,16 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_dssdn.distribute import configure_cpu_devices, cpu_devices_from_env
+from keras_dssdn.train.distribute import configure_cpu_devices, cpu_devices_from_env
 
 configure_cpu_devices(cpu_devices_from_env() or 2)  # before TensorFlow initialises its devices
 
 import keras  # noqa: E402
 
-import keras_dssdn.pipeline as pipeline  # noqa: E402
-from keras_dssdn.model import resolve_config  # noqa: E402
-from keras_dssdn.pipeline import make_dataset  # noqa: E402
-from keras_dssdn.training import ResumeError, load_train_config, train  # noqa: E402
+import keras_dssdn.data.pipeline as pipeline  # noqa: E402
+from keras_dssdn.models.dssdn import resolve_config  # noqa: E402
+from keras_dssdn.data.pipeline import make_dataset  # noqa: E402
+from keras_dssdn.errors import ResumeError
+from keras_dssdn.train import load_train_config, train  # noqa: E402
 
 data, out = sys.argv[1], Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)

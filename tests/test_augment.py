@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_dssdn import augment as A
+from keras_dssdn.data import augment as A
 
 SEED = tf.constant([7, 11], tf.int64)
 

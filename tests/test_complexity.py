@@ -5,10 +5,11 @@ import pytest
 import keras
 
 import keras_dssdn
-from keras_dssdn.complexity import SIZE_BUDGET, int8_tflite_bytes, main, profile, tflite_constant_bytes
-from keras_dssdn.model import PRESETS, build_dssdn
-from keras_dssdn.operators import SC, SPC
-from keras_dssdn.params import DCASE_MAX_MACS, DCASE_MAX_PARAMS, DEFAULT_FRONTEND
+from keras_dssdn.analysis.budgets import DCASE_MAX_INT8_BYTES, DCASE_MAX_MACS, DCASE_MAX_PARAMS, DEFAULT_BUDGETS
+from keras_dssdn.analysis.complexity import int8_tflite_bytes, main, profile, tflite_constant_bytes
+from keras_dssdn.models.dssdn import PRESETS, build_dssdn
+from keras_dssdn.layers.operators import SC, SPC
+from keras_dssdn.params import DEFAULT_FRONTEND
 
 
 def _stack():
@@ -74,7 +75,10 @@ def test_tflite_constant_bytes_counts_int8_weights():
 def test_sizes_within_budget_per_ten_seconds(size):
     report = profile(build_dssdn(PRESETS[size]))
     assert report.seconds == 10.0
-    assert report.params < SIZE_BUDGET[0] and report.macs < SIZE_BUDGET[1]
+    budget = DEFAULT_BUDGETS[size]
+    assert budget.seconds == 10.0
+    assert report.params < budget.max_params and report.macs < budget.max_macs
+    assert budget.fits(report.params, report.macs)
 
 
 def test_size_order_in_macs():
@@ -87,6 +91,8 @@ def test_dcase_setting_within_dcase_limits():
     assert report.seconds == 1.0
     assert report.params <= DCASE_MAX_PARAMS and report.macs <= DCASE_MAX_MACS
     assert report.int8["int8"] <= DCASE_MAX_PARAMS  # int8 weights fit 128 KB
+    assert report.int8["int8"] <= DCASE_MAX_INT8_BYTES
+    assert DEFAULT_BUDGETS["dcase_small_1s"].fits(report.params, report.macs, report.int8["int8"])
 
 
 def test_command_line(capsys):

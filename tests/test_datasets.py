@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dssdn.datasets import ClipList, read_csv, read_dcase
+from keras_dssdn.data.datasets import ClipList, read_csv, read_dcase
 from keras_dssdn.errors import MetadataError, MissingAudioError, UnknownLabelError
-from keras_dssdn.labels import ClassNames, LabelVocabulary, vocabulary_from_model
+from keras_dssdn.layers.labels import ClassNames, LabelVocabulary, vocabulary_from_model
 
 TUT17_CLASSES = [
     "beach", "bus", "cafe/restaurant", "car", "city_center", "forest_path", "grocery_store", "home",

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import keras
 
-from keras_dssdn import distribute
-from keras_dssdn.synthetic import make_synthetic_dataset
-from keras_dssdn.training import ConfigError, load_train_config, train
+from keras_dssdn.train import distribute
+from keras_dssdn.data.synthetic import make_synthetic_dataset
+from keras_dssdn.errors import ConfigError
+from keras_dssdn.train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "warmup_epochs=1", "verbose=0"]

@@ -18,8 +18,8 @@ import pytest
 import keras
 
 import keras_dssdn
-from keras_dssdn import micro
-from keras_dssdn.export import (
+from keras_dssdn.deploy import micro
+from keras_dssdn.deploy.export import (
     BundleExistsError,
     RepresentativeDataError,
     UnsupportedOperatorError,
@@ -73,13 +73,13 @@ def randomise_batch_norms(model, seed=0):
 
 
 def tut17_subsets(shared_data, n_train=6, n_eval=3):
-    from keras_dssdn.pipeline import as_clip_list
+    from keras_dssdn.data.datasets import read_clips
 
     root = shared_data / "tut17-dev"
     if not root.is_dir():
         pytest.skip(f"{root} not found")
-    train = as_clip_list(root, split="train", fold=1)
-    evaluate = as_clip_list(root, split="evaluate", fold=1)
+    train = read_clips(root, split="train", fold=1)
+    evaluate = read_clips(root, split="evaluate", fold=1)
     pick = lambda n, k: list(np.linspace(0, n - 1, k).round().astype(int))  # noqa: E731
     return root, train, train.subset(pick(len(train), n_train)), evaluate.subset(pick(len(evaluate), n_eval))
 
@@ -151,7 +151,7 @@ def test_export_each_size_bit_exact(tmp_path, size):
 
 
 def test_export_real_clips_with_front_end(tmp_path, shared_data):
-    from keras_dssdn.features import NormalizationStats, attach_front_end
+    from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end
 
     root, full_train, train, evaluate = tut17_subsets(shared_data)
     vocab = full_train.vocabulary()
@@ -179,7 +179,7 @@ def test_export_real_clips_with_front_end(tmp_path, shared_data):
     assert fe["sample_rate"] == 44100 and fe["frames"] == 44 and fe["num_samples"] == 44100
     assert fe["normalization"]["mode"] == "per_band"
     # The fused map reproduces normalise-then-quantise.
-    from keras_dssdn.export import quantize_input
+    from keras_dssdn.deploy.export import quantize_input
 
     logmel = np.random.default_rng(1).normal(-8, 4, (128, 44))
     s, z = fe["input_quantization"]["scale"], fe["input_quantization"]["zero_point"]
@@ -188,7 +188,7 @@ def test_export_real_clips_with_front_end(tmp_path, shared_data):
                            + np.array(fe["logmel_to_int8"]["offset"])[:, None], 1.0, 0)
     assert np.max(np.abs(two_step.astype(int) - fused.astype(int))) <= 1
     # The exported filterbank is the pipeline's.
-    from keras_dssdn.features import mel_filterbank
+    from keras_dssdn.layers.frontend import mel_filterbank
 
     fb = micro.dense_filterbank(fe["mel_filterbank"], 128)
     np.testing.assert_array_equal(fb, mel_filterbank(keras_dssdn.DEFAULT_FRONTEND))
@@ -202,8 +202,8 @@ def test_export_real_clips_with_front_end(tmp_path, shared_data):
 
 def test_qat_mirror_reproduces_sc_osc_spc():
     """One child process checks the tf_keras mirror of SC, OSC and SPC blocks (batch norms folded)."""
-    from keras_dssdn.blocks import conv_bn_relu, dssdb
-    from keras_dssdn.qat import build_mirror_spec, check_mirror
+    from keras_dssdn.models.blocks import conv_bn_relu, dssdb
+    from keras_dssdn.deploy.qat import build_mirror_spec, check_mirror
 
     inp = keras.Input((32, 16, 1))
     x = conv_bn_relu(inp, 8, 3, name="stem")
@@ -320,7 +320,7 @@ def test_existing_bundle_needs_force_and_failed_export_leaves_nothing(tmp_path, 
 
 
 def test_prepare_model_errors():
-    from keras_dssdn.features import LogMelNormalization, NormalizationStats
+    from keras_dssdn.layers.frontend import LogMelNormalization, NormalizationStats
 
     inp = keras.Input((128, 44, 1))
     x = keras.layers.Conv2D(1, 1)(inp)
@@ -354,7 +354,7 @@ def test_supported_operators_come_from_the_tflm_library():
 
 
 def test_arena_measurement_is_the_smallest_that_runs():
-    from keras_dssdn.export import convert_int8
+    from keras_dssdn.deploy.export import convert_int8
 
     x, _ = synthetic(8, (16, 8, 1), 3)
     fb = convert_int8(plain_model(), x)
@@ -373,7 +373,7 @@ def test_arena_measurement_is_the_smallest_that_runs():
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 def test_generated_c_sources_compile(tmp_path):
     """The bundle's C++ compiles (syntax + types) against a stub of TFLM's MicroMutableOpResolver."""
-    from keras_dssdn.features import NormalizationStats
+    from keras_dssdn.layers.frontend import NormalizationStats
 
     ops = ["ADD", "CONV_2D", "SOFTMAX", "PADV2"]
     files = {}
@@ -409,7 +409,7 @@ def test_c_array_roundtrip_and_sparse_filterbank():
     data = os.urandom(1000)
     files = micro.c_array_source(data, "g_x", "x.h")
     assert micro.parse_c_array(files["x.cc"]) == data
-    from keras_dssdn.features import mel_filterbank
+    from keras_dssdn.layers.frontend import mel_filterbank
 
     dense = mel_filterbank(keras_dssdn.DEFAULT_FRONTEND)
     sparse = micro.sparse_filterbank(dense)
@@ -447,8 +447,8 @@ def test_cli_exports_a_saved_model_on_real_data(tmp_path, shared_data, capsys):
 
 def test_run_folder_files_are_used(tmp_path):
     """A tools/train.py-style run folder: model, labels, normalisation, front end and config are picked up."""
-    from keras_dssdn.export import _qat_augment, read_run_dir
-    from keras_dssdn.features import NormalizationStats
+    from keras_dssdn.deploy.export import _qat_augment, read_run_dir
+    from keras_dssdn.layers.frontend import NormalizationStats
 
     run = tmp_path / "run"
     run.mkdir()
@@ -476,7 +476,7 @@ def test_run_folder_files_are_used(tmp_path):
 
 
 def test_rounding_tie_detection_for_lut_activations():
-    from keras_dssdn.qat import _LUT_ACTIVATIONS, _near_rounding_tie
+    from keras_dssdn.deploy.qat import _LUT_ACTIVATIONS, _near_rounding_tie
 
     fn, out_scale = _LUT_ACTIVATIONS["sigmoid"]
     s, zero = 0.0078124189749360085, 180  # measured: TFLM differed from the reference LUT by one step

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_dssdn import audio
-from keras_dssdn.features import (
+from keras_dssdn.audio import decode as audio
+from keras_dssdn.layers.frontend import (
     LogMel,
     LogMelNormalization,
     NormalizationStats,
@@ -17,7 +17,7 @@ from keras_dssdn.features import (
     log_mel_spectrogram,
     mel_filterbank,
 )
-from keras_dssdn.labels import vocabulary_from_model
+from keras_dssdn.layers.labels import vocabulary_from_model
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 
 librosa = pytest.importorskip("librosa")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_dssdn.metrics import aggregate_clips, classification_metrics, confusion_matrix, log_loss, markdown_report, plot_confusion
+from keras_dssdn.analysis.metrics import aggregate_clips, classification_metrics, confusion_matrix, log_loss, markdown_report, plot_confusion
 
 
 def test_metrics_match_hand_computed_example(tmp_path):

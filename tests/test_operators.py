@@ -5,10 +5,10 @@ import pytest
 import keras
 from keras import ops
 
-from keras_dssdn.blocks import ECA, eca_kernel_size
-from keras_dssdn.frequency import FrequencySplit, split_point
-from keras_dssdn.operators import OSC, SC, SPC, bottleneck_width, partial_channels
-from keras_dssdn.regularizers import OrthonormalRegularizer
+from keras_dssdn.models.blocks import ECA, eca_kernel_size
+from keras_dssdn.layers.frequency import FrequencySplit, split_point
+from keras_dssdn.layers.operators import OSC, SC, SPC, bottleneck_width, partial_channels
+from keras_dssdn.layers.regularizers import OrthonormalRegularizer
 
 
 def _x(shape=(2, 12, 20, 8), seed=0):

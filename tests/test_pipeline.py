@@ -9,12 +9,12 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
-from keras_dssdn import pipeline
-from keras_dssdn.augment import AugmentConfig
-from keras_dssdn.datasets import Clip, ClipList, read_dcase
+from keras_dssdn.data import pipeline
+from keras_dssdn.data.augment import AugmentConfig
+from keras_dssdn.data.datasets import Clip, ClipList, read_dcase
 from keras_dssdn.errors import AudioFormatError, MetadataError, MissingAudioError, ShortClipError, UnknownLabelError, UnsupportedAudioError
-from keras_dssdn.features import log_mel_spectrogram
-from keras_dssdn.labels import LabelVocabulary
+from keras_dssdn.layers.frontend import log_mel_spectrogram
+from keras_dssdn.layers.labels import LabelVocabulary
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 
 SMALL = FrontEndParams(sample_rate=16000, n_fft=512, win_length=512, hop_length=256, n_mels=32, clip_seconds=1.0)
@@ -149,7 +149,7 @@ def test_training_is_seeded_and_augmentation_off_at_evaluation(tmp_path):
 
 
 def test_file_cache_and_normalization(tmp_path):
-    from keras_dssdn.features import NormalizationStats, compute_normalization_stats
+    from keras_dssdn.layers.frontend import NormalizationStats, compute_normalization_stats
 
     clips = _clips(tmp_path, [("a", 1.0, 16000, 1), ("b", 1.0, 16000, 1)])
     prefix = str(tmp_path / "cache" / "train")

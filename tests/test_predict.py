@@ -1,4 +1,4 @@
-"""tools/predict.py and keras_dssdn.prediction: windowing, aggregation, bad files among good ones."""
+"""tools/predict.py and keras_dssdn.inference.predict: windowing, aggregation, bad files among good ones."""
 
 import json
 import subprocess
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import keras_dssdn
-from keras_dssdn.features import attach_front_end
-from keras_dssdn.prediction import _windows, load_predictor, predict_files
-from keras_dssdn.synthetic import write_wav16
+from keras_dssdn.layers.frontend import attach_front_end
+from keras_dssdn.inference.predict import _windows, load_predictor, predict_files
+from keras_dssdn.data.synthetic import write_wav16
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["cafe/restaurant", "park", "tram"]

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import keras
 
-from keras_dssdn.datasets import read_dcase
-from keras_dssdn.evaluation import TFLiteClassifier, evaluate_model
-from keras_dssdn.synthetic import make_synthetic_dataset
-from keras_dssdn.training import ConfigError, ResumeError, WarmupCosine, load_checkpoint, load_train_config, train
+from keras_dssdn.data.datasets import read_dcase
+from keras_dssdn.inference.evaluate import TFLiteClassifier, evaluate_model
+from keras_dssdn.data.synthetic import make_synthetic_dataset
+from keras_dssdn.errors import ConfigError, ResumeError
+from keras_dssdn.train import WarmupCosine, load_checkpoint, load_train_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "batch_size=6", "warmup_epochs=1", "verbose=0",
@@ -167,7 +168,7 @@ def test_evaluate_keras_and_tflite_and_unknown_classes(tiny_data, tmp_path):
     fe = FrontEndParams()
     m_keras = evaluate_model(model, clips, clip_seconds=2.0, frontend=fe)
     flat = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    from keras_dssdn.labels import vocabulary_from_model
+    from keras_dssdn.layers.labels import vocabulary_from_model
 
     m_tflite = evaluate_model(TFLiteClassifier(flat), clips, vocabulary=vocabulary_from_model(model),
                               clip_seconds=2.0, frontend=fe)

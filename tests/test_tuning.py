@@ -11,9 +11,9 @@ import keras
 import keras_tuner
 
 import keras_dssdn
-from keras_dssdn.synthetic import make_synthetic_dataset
-from keras_dssdn.training import build_network, load_train_config
-from keras_dssdn.tuning import (
+from keras_dssdn.data.synthetic import make_synthetic_dataset
+from keras_dssdn.train import build_network, load_train_config
+from keras_dssdn.tune.search import (
     Budget,
     BudgetBayesianOptimizationOracle,
     SearchSettingsError,

@@ -66,7 +66,7 @@ def _run(commands, timeout):
 
 
 def train_modes(args, data, out):
-    from keras_dssdn.distribute import local_cluster
+    from keras_dssdn.train.distribute import local_cluster
 
     gpus = _gpu_count()
     replicas = {"default": 1, "mirrored": gpus if gpus > 1 else args.cpu_devices, "multiworker": 2 * max(gpus, 1)}
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = args.data
     if data is None:
-        from keras_dssdn.synthetic import make_synthetic_dataset
+        from keras_dssdn.data.synthetic import make_synthetic_dataset
 
         data = out / "data"
         if not (data / "meta.csv").is_file():

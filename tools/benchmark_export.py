@@ -5,7 +5,7 @@
         --data ../shared/data/tut17-dev --fold 1 --out-root bundles/ --qat-epochs 2
 
 Each model (a .keras file or a run folder) is exported with
-:func:`keras_dssdn.export.export_bundle` into ``OUT_ROOT/<name>``; the table is
+:func:`keras_dssdn.deploy.export.export_bundle` into ``OUT_ROOT/<name>``; the table is
 printed and written to ``OUT_ROOT/benchmark.md`` and ``benchmark.json``.
 
 Without trained models, ``--quick-train small,middle,large,dcase_small_1s``
@@ -33,11 +33,12 @@ def quick_train(size: str, data: str, fold: int, epochs: int, out_root: str, bat
     import keras
 
     import keras_dssdn
-    from keras_dssdn.features import attach_front_end, compute_normalization_stats
-    from keras_dssdn.pipeline import as_clip_list, make_dataset
+    from keras_dssdn.layers.frontend import attach_front_end, compute_normalization_stats
+    from keras_dssdn.data.datasets import read_clips
+    from keras_dssdn.data.pipeline import make_dataset
 
     keras.utils.set_random_seed(seed)
-    train = as_clip_list(data, split="train", fold=fold)
+    train = read_clips(data, split="train", fold=fold)
     vocab = train.vocabulary()
     cfg = keras_dssdn.PRESETS[size].replace(classes=len(vocab))
     frames = cfg.input_shape[1]
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     if not models:
         p.error("give .keras files / run folders, or --quick-train")
 
-    from keras_dssdn.export import ExportError, export_bundle
+    from keras_dssdn.deploy.export import ExportError, export_bundle
 
     rows = []
     for src in models:

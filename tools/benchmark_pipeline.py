@@ -84,9 +84,9 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from keras_dssdn.datasets import read_dcase
+    from keras_dssdn.data.datasets import read_dcase
     from keras_dssdn.params import DEFAULT_FRONTEND
-    from keras_dssdn.pipeline import cpu_count, make_dataset
+    from keras_dssdn.data.pipeline import cpu_count, make_dataset
 
     params = DEFAULT_FRONTEND
     clips = read_dcase(args.data, split=args.split)
@@ -132,7 +132,7 @@ def main(argv=None):
     print()
     print(f"data: {args.data} ({args.split}, {n} clips of {clip_seconds:g} s), batch {args.batch_size}, "
           f"{args.repeats} repetitions, medians")
-    from keras_dssdn.native_flac import flac_decoder_name
+    from keras_dssdn.audio.native_flac import flac_decoder_name
 
     print(f"machine: {platform.machine()}, {cpu_count()} CPU cores, TensorFlow {tf.__version__}, "
           f"pipeline parallelism {args.parallel or cpu_count()}, FLAC decoder {flac_decoder_name()}")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import keras
 
-from keras_dssdn.complexity import profile
-from keras_dssdn.training import load_train_config, train
+from keras_dssdn.analysis.complexity import profile
+from keras_dssdn.train import load_train_config, train
 
 MODELS = ("small", "middle", "large", "baseline")
 

@@ -15,11 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-from keras_dssdn.datasets import read_csv, read_dcase
-from keras_dssdn.evaluation import evaluate_model, load_classifier, write_reports
-from keras_dssdn.features import NormalizationStats
-from keras_dssdn.labels import LabelVocabulary
-from keras_dssdn.metrics import markdown_report
+from keras_dssdn.data.datasets import read_csv, read_dcase
+from keras_dssdn.inference.evaluate import evaluate_model, load_classifier, write_reports
+from keras_dssdn.layers.frontend import NormalizationStats
+from keras_dssdn.layers.labels import LabelVocabulary
+from keras_dssdn.analysis.metrics import markdown_report
 from keras_dssdn.params import FrontEndParams
 
 

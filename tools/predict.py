@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from keras_dssdn.prediction import load_predictor, predict_files
+from keras_dssdn.inference.predict import load_predictor, predict_files
 
 
 def _table(results, k, windows):

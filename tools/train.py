@@ -21,8 +21,9 @@ import argparse
 import dataclasses
 import sys
 
-from keras_dssdn.distribute import CPU_DEVICES_ENV, STRATEGIES, DistributeError, configure_cpu_devices
-from keras_dssdn.training import CONFIG_DIR, ConfigError, ResumeError, TrainConfig, load_train_config, train
+from keras_dssdn.train.distribute import CPU_DEVICES_ENV, STRATEGIES, DistributeError, configure_cpu_devices
+from keras_dssdn.errors import ConfigError, ResumeError
+from keras_dssdn.train import CONFIG_DIR, TrainConfig, load_train_config, train
 
 
 def main(argv=None) -> int:

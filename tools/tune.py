@@ -41,7 +41,7 @@ def _scale(text: str):
 
 
 def parser() -> argparse.ArgumentParser:
-    from keras_dssdn.tuning import ALGORITHMS, OBJECTIVES, SIZES
+    from keras_dssdn.tune.search import ALGORITHMS, OBJECTIVES, SIZES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="small", choices=sorted(SIZES), help="model size (default small)")
@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv=None):
     """SearchSettings from command-line arguments."""
-    from keras_dssdn.tuning import SearchSettings
+    from keras_dssdn.tune.search import SearchSettings
 
     args = parser().parse_args(argv)
     for item in args.overrides:
@@ -100,8 +100,8 @@ def parse_settings(argv=None):
 def main(argv=None) -> int:
     settings = parse_settings(argv)
     from keras_dssdn.errors import DataError
-    from keras_dssdn.training import ConfigError
-    from keras_dssdn.tuning import BudgetError, SearchSettingsError, format_records, run_search
+    from keras_dssdn.errors import ConfigError
+    from keras_dssdn.tune.search import BudgetError, SearchSettingsError, format_records, run_search
 
     try:
         result = run_search(settings)

@@ -1,0 +1,139 @@
+"""Evaluate a ``.keras`` or ``.tflite`` (float or int8) model on a labelled split.
+
+:func:`evaluate_model` runs the model over :func:`keras_dssdn.data.pipeline.make_dataset`
+and returns :func:`keras_dssdn.analysis.metrics.classification_metrics` (accuracy,
+class-wise and macro accuracy, log loss, device-wise table, confusion
+matrix). A model whose input is shorter than the clips (e.g. 1-s segments
+of 10-s clips) is run on every segment and its probabilities averaged per
+clip; both segment-level and clip-level results are reported.
+:func:`write_reports` writes ``metrics.json``, ``metrics.md`` and
+``confusion.png`` into a folder, each atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from keras_dssdn.data.datasets import ClipList
+from keras_dssdn.layers.labels import LabelVocabulary, vocabulary_from_model
+from keras_dssdn.analysis.metrics import aggregate_clips, classification_metrics, markdown_report, plot_confusion
+from keras_dssdn.fileio import write_json_atomic, write_text_atomic
+from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
+
+
+class TFLiteClassifier:
+    """A ``.tflite`` classifier with a Keras-like ``predict(x) -> probabilities``.
+
+    Wraps :class:`keras_dssdn.deploy.export.TFLiteRunner` (ai-edge-litert; input
+    quantised with the model's scale / zero point, rounding half away from
+    zero as TFLite does; output dequantised). ``reference=True`` uses TFLite's
+    reference kernels (the yardstick for TFLite Micro). ``normalization`` is
+    applied first when the exported model expects normalised input.
+    """
+
+    def __init__(self, path_or_bytes, reference: bool = False, normalization=None):
+        from keras_dssdn.deploy.export import TFLiteRunner
+
+        content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, os.PathLike)) else path_or_bytes
+        self.runner = TFLiteRunner(content, reference=reference)
+        self.input_shape = tuple(int(d) for d in self.runner.input["shape"][1:])
+        self.normalization = normalization
+
+    def predict(self, x, verbose=0, batch_size=None) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if self.normalization is not None:
+            x = np.asarray(self.normalization.apply(x))
+        return self.runner.predict(x)
+
+
+def load_classifier(path, normalization=None):
+    """A ``.keras`` model (Keras) or a ``.tflite`` model (:class:`TFLiteClassifier`) from a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    if path.suffix == ".tflite":
+        return TFLiteClassifier(path, normalization=normalization)
+    if path.suffix == ".keras":
+        import keras
+
+        import keras_dssdn  # noqa: F401 - registers the custom layers
+
+        return keras.models.load_model(path, compile=False)
+    raise ValueError(f"{path}: expected a .keras or .tflite model file.")
+
+
+def _input_frames(model) -> int:
+    """Frames of the model's log-mel input: ``(n_mels, frames, 1)`` for TFLite, ``(B, n_mels, frames, 1)`` for Keras."""
+    if isinstance(model, TFLiteClassifier):
+        return model.input_shape[1]
+    return int(model.input_shape[2])
+
+
+def evaluate_model(
+    model,
+    clips: ClipList,
+    *,
+    vocabulary: Optional[LabelVocabulary] = None,
+    frontend: Optional[FrontEndParams] = None,
+    clip_seconds: Optional[float] = None,
+    segment_seconds: Optional[float] = None,
+    batch_size: int = 32,
+) -> dict:
+    """Metrics of ``model`` (Keras model or :class:`TFLiteClassifier`) on labelled ``clips``.
+
+    The vocabulary comes from the model's ClassNames layer unless given.
+    ``segment_seconds`` defaults to the model's input length when that is
+    shorter than the clips. Raises ValueError when the clips carry labels the
+    model does not know.
+    """
+    from keras_dssdn.data.pipeline import make_dataset
+
+    p = frontend or DEFAULT_FRONTEND
+    vocab = vocabulary or vocabulary_from_model(model)
+    if vocab is None:
+        raise ValueError("The model carries no class names (ClassNames layer); pass vocabulary= (e.g. labels.json).")
+    unknown = sorted({c.label for c in clips if c.label is not None} - set(vocab))
+    if unknown:
+        raise ValueError(f"{clips.name}: labels {unknown} are not among the model's classes {list(vocab)}; "
+                         "evaluate on data with the classes the model was trained on.")
+    clip_s = clip_seconds or p.clip_seconds
+    frames = _input_frames(model)
+    if segment_seconds is None and frames < p.num_frames(clip_s):
+        segment_seconds = next((s / 10 for s in range(1, int(clip_s * 10) + 1) if p.num_frames(s / 10) == frames), None)
+        if segment_seconds is None:
+            raise ValueError(f"The model takes {frames} frames, which matches no clip length on a 0.1-s grid.")
+    ds = make_dataset(clips, p, training=False, vocabulary=vocab, clip_seconds=clip_s,
+                      segment_seconds=segment_seconds, batch_size=batch_size, with_metadata=True, cache=None)
+    probs, labels, clip_index, devices = [], [], [], []
+    for x, y, meta in ds:
+        probs.append(np.asarray(model.predict(x, verbose=0)))
+        labels.append(np.asarray(y))
+        clip_index.append(np.asarray(meta["clip_index"]))
+        devices.append(np.asarray(meta["device"]).astype(str))
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    clip_index, devices = np.concatenate(clip_index), np.concatenate(devices)
+    if segment_seconds is None:
+        out = classification_metrics(labels, probs, vocab.names, devices)
+        out["level"] = "clip"
+        return out
+    clip_probs, ids, clip_labels = aggregate_clips(probs, clip_index, labels)
+    device_of = {int(i): d for i, d in zip(clip_index, devices)}
+    out = classification_metrics(clip_labels, clip_probs, vocab.names, [device_of[int(i)] for i in ids])
+    out["level"] = f"clip (mean of {segment_seconds:g}-s segment probabilities)"
+    seg = classification_metrics(labels, probs, vocab.names, devices)
+    out["segment"] = {k: seg[k] for k in ("examples", "accuracy", "macro_class_accuracy", "log_loss")}
+    return out
+
+
+def write_reports(metrics: dict, out_dir, title: str = "Evaluation", stem: str = "metrics") -> None:
+    """``<stem>.json``, ``<stem>.md`` and ``confusion.png`` in ``out_dir`` (each written atomically)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / f"{stem}.json", metrics)
+    write_text_atomic(out_dir / f"{stem}.md", markdown_report(metrics, title))
+    plot_confusion(metrics, out_dir / ("confusion.png" if stem == "metrics" else f"{stem}_confusion.png"), title)

@@ -1,0 +1,181 @@
+"""Classify audio files with a trained model: sliding windows, per-window and aggregated top-k.
+
+:func:`load_predictor` opens any of
+
+* a ``.keras`` model from a training run (raw log-mel in; normalisation and
+  class names inside) -- ``frontend.json`` beside it is used if present;
+* a run folder (its ``best.keras``);
+* an export bundle folder (its ``model_int8.tflite`` with ``frontend.json``:
+  front-end settings, normalisation, class names), or any ``.tflite`` with
+  such a ``frontend.json``, or with ``labels.json`` / ``normalization.json`` /
+  ``frontend.json`` of a run folder beside it.
+
+:func:`predict_file` decodes a file (WAV / FLAC, any rate, mono or stereo;
+the package's TF decoders), resamples it to the model's rate, cuts it into
+windows of the model's input length (hop = window length unless given; the
+last window is aligned to the end so the tail is covered; a file shorter
+than one window is zero-padded and flagged), computes log-mel, runs the model
+and averages the window probabilities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from keras_dssdn.layers.frontend import NormalizationStats, log_mel_spectrogram
+from keras_dssdn.layers.labels import LabelVocabulary, vocabulary_from_model
+from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+_FRONTEND_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "fmin", "fmax", "log_offset", "center")
+
+
+@dataclasses.dataclass
+class Predictor:
+    """A model plus what it needs to turn audio into its input.
+
+    ``model.predict(x)``: raw log-mel ``(B, n_mels, frames, 1)`` -> probabilities ``(B, K)``.
+    """
+
+    model: object
+    frontend: FrontEndParams
+    class_names: List[str]
+    frames: int
+    source: str
+
+    @property
+    def window_seconds(self) -> float:
+        return self.frontend.hop_length * (self.frames - (1 if self.frontend.center else 0)) / self.frontend.sample_rate
+
+    @property
+    def window_samples(self) -> int:
+        p = self.frontend
+        return (self.frames - 1) * p.hop_length + (0 if p.center else p.n_fft)
+
+
+def _frontend_from_json(path: Path) -> FrontEndParams:
+    d = json.loads(path.read_text())
+    return FrontEndParams.from_dict({k: d[k] for k in _FRONTEND_KEYS if k in d})
+
+
+def _first(folder: Path, *names) -> Optional[Path]:
+    for name in names:
+        for where in (folder, folder.parent):
+            if (where / name).is_file():
+                return where / name
+    return None
+
+
+def load_predictor(path) -> Predictor:
+    """A :class:`Predictor` for a ``.keras`` / ``.tflite`` file, a run folder or an export bundle folder."""
+    from keras_dssdn.inference.evaluate import TFLiteClassifier, load_classifier
+
+    path = Path(path)
+    if path.is_dir():
+        for candidate in ("model_int8.tflite", "best.keras"):
+            if (path / candidate).is_file():
+                return load_predictor(path / candidate)
+        raise FileNotFoundError(f"{path}: neither an export bundle (model_int8.tflite) nor a run folder (best.keras).")
+    if not path.is_file():
+        raise FileNotFoundError(f"Model not found: {path}")
+    fe_path = _first(path.parent, "frontend.json")
+    frontend = _frontend_from_json(fe_path) if fe_path else DEFAULT_FRONTEND
+    fe_json = json.loads(fe_path.read_text()) if fe_path else {}
+    if path.suffix == ".tflite":
+        norm = fe_json.get("normalization")
+        stats = NormalizationStats.from_dict({**norm, "count": 0}) if norm else None
+        if stats is None and _first(path.parent, "normalization.json"):
+            stats = NormalizationStats.load(_first(path.parent, "normalization.json"))
+        names = fe_json.get("class_names")
+        if not names:
+            labels = _first(path.parent, "labels.json")
+            if labels is None:
+                raise FileNotFoundError(f"{path}: no class names (frontend.json of a bundle, or labels.json beside it).")
+            names = list(LabelVocabulary.load(labels).names)
+        model = TFLiteClassifier(path, reference=True, normalization=stats)
+        frames = model.input_shape[1]
+    else:
+        model = load_classifier(path)
+        vocab = vocabulary_from_model(model)
+        if vocab is None and _first(path.parent, "labels.json"):
+            vocab = LabelVocabulary.load(_first(path.parent, "labels.json"))
+        if vocab is None:
+            raise ValueError(f"{path}: the model carries no class names and there is no labels.json beside it.")
+        names = list(vocab.names)
+        if len(model.input_shape) != 4:
+            raise ValueError(f"{path}: expected a log-mel model with input (n_mels, frames, 1), got {model.input_shape}.")
+        frames = int(model.input_shape[2])
+    if frames is None:
+        raise ValueError(f"{path}: the model's input length is not fixed; cannot choose a window.")
+    return Predictor(model, frontend, names, int(frames), str(path))
+
+
+def _windows(x: np.ndarray, size: int, hop: int):
+    """``(starts, windows (N, size), padded)`` covering ``x``; the last window ends at the end of ``x``."""
+    if len(x) <= size:
+        return np.array([0]), np.pad(x, (0, size - len(x)))[None], len(x) < size
+    starts = list(range(0, len(x) - size + 1, hop))
+    if starts[-1] + size < len(x):
+        starts.append(len(x) - size)
+    return np.array(starts), np.stack([x[s:s + size] for s in starts]), False
+
+
+def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list:
+    order = np.argsort(-probs)[:k]
+    return [{"label": names[i], "probability": float(probs[i])} for i in order]
+
+
+def predict_file(predictor: Predictor, path, *, hop_seconds: Optional[float] = None, k: int = 3,
+                 batch_size: int = 16) -> dict:
+    """Predictions for one audio file: ``{"file", "seconds", "windows": [...], "top": [...], "padded"}``.
+
+    Raises the decoder's error (naming the file) for unreadable audio.
+    """
+    from keras_dssdn.audio.decode import load_waveform
+
+    p = predictor.frontend
+    x = load_waveform(str(path), sample_rate=p.sample_rate, mono=True)
+    if x.size == 0:
+        raise ValueError(f"{path}: the file holds no audio samples.")
+    size = predictor.window_samples
+    hop = size if hop_seconds is None else max(1, int(round(hop_seconds * p.sample_rate)))
+    starts, wins, padded = _windows(x, size, hop)
+    probs = []
+    for i in range(0, len(wins), batch_size):
+        logmel = np.asarray(log_mel_spectrogram(wins[i:i + batch_size], p))
+        probs.append(np.asarray(predictor.model.predict(logmel, verbose=0)))
+    probs = np.concatenate(probs)
+    windows = [{"index": j, "start": float(s / p.sample_rate), "end": float(min(s + size, len(x)) / p.sample_rate),
+                "top": top_k(pr, predictor.class_names, k)} for j, (s, pr) in enumerate(zip(starts, probs))]
+    mean = probs.mean(axis=0)
+    return {"file": str(path), "seconds": float(len(x) / p.sample_rate), "padded": bool(padded),
+            "windows": windows, "top": top_k(mean, predictor.class_names, k), "probabilities": mean.tolist()}
+
+
+def audio_files(inputs: Sequence) -> List[Path]:
+    """Files named in ``inputs``, and the WAV / FLAC files below any folder among them, sorted."""
+    out = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            out += sorted(f for f in item.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+        else:
+            out.append(item)
+    return out
+
+
+def predict_files(predictor: Predictor, inputs: Sequence, **kwargs) -> List[dict]:
+    """:func:`predict_file` for every file; an unreadable file gives ``{"file", "error"}`` and the rest go on."""
+    results = []
+    for f in audio_files(inputs):
+        try:
+            results.append(predict_file(predictor, f, **kwargs))
+        except Exception as e:  # noqa: BLE001 - reported per file, the others still run
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            results.append({"file": str(f), "error": f"{type(e).__name__}: {message}"})
+    return results

@@ -1,0 +1,160 @@
+"""The training recipe: data of a config, the network it names, optimiser and schedule, compile.
+
+Each function takes a :class:`~keras_dssdn.train.config.TrainConfig`; the
+trainer, the tuner and distillation build on them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from keras_dssdn.data.datasets import ClipList, read_clips
+from keras_dssdn.errors import ConfigError, ResumeError
+from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end, compute_normalization_stats
+from keras_dssdn.layers.labels import LabelVocabulary
+from keras_dssdn.train.config import TrainConfig
+
+# ----------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------
+
+
+def _clips(source: str, split: str, cfg: TrainConfig) -> ClipList:
+    if source is None:
+        raise ConfigError("No dataset: set data=<DCASE folder or CSV> (or run the demo: python -m keras_dssdn).")
+    return read_clips(source, split=split, fold=cfg.fold, skip_missing=cfg.skip_missing)
+
+
+def training_data(cfg: TrainConfig, vocabulary: Optional[LabelVocabulary] = None):
+    """``(train ClipList, evaluate ClipList, vocabulary)`` for a config; checks labels before any decoding."""
+    train = _clips(cfg.data, "train", cfg)
+    evaluate = _clips(cfg.eval_data or cfg.data, "evaluate", cfg) if (cfg.eval_data or os.path.isdir(cfg.data)) else None
+    vocab = train.vocabulary()
+    if vocabulary is not None and vocabulary != vocab:
+        raise ResumeError(
+            f"The training data's labels {list(vocab)} differ from the run's {list(vocabulary)}; "
+            "resume with the dataset the run started on, or start a new run (another name=)."
+        )
+    if evaluate is not None:
+        unknown = sorted(set(evaluate.labels) - set(vocab))
+        if unknown:
+            raise ConfigError(f"The evaluate split has labels the training split lacks: {unknown}.")
+    return train, evaluate, vocab
+
+
+def input_seconds(cfg: TrainConfig) -> float:
+    p = cfg.frontend_params()
+    return cfg.segment_seconds or cfg.clip_seconds or p.clip_seconds
+
+
+# ----------------------------------------------------------------------------
+# Model and optimiser
+# ----------------------------------------------------------------------------
+
+
+def build_network(cfg: TrainConfig, classes: int) -> keras.Model:
+    """The bare network (log-mel in, probabilities out) a config names."""
+    from keras_dssdn.models.baseline import DCASEBaseline
+    from keras_dssdn.models.dssdn import PRESETS, build_dssdn, resolve_config
+
+    shape = cfg.frontend_params().input_shape(input_seconds(cfg))
+    if cfg.model == "baseline":
+        if cfg.widths:
+            raise ConfigError("widths= applies to DSSDN models, not the baseline.")
+        return DCASEBaseline(shape, classes)
+    if cfg.model not in PRESETS and not os.path.isfile(cfg.model):
+        raise ConfigError(f"model must be one of {sorted(PRESETS) + ['baseline']} or a DSSDN config JSON file; "
+                          f"got {cfg.model!r}.")
+    dssdn = resolve_config(cfg.model)
+    changes = {"input_shape": list(shape), "classes": classes}
+    if cfg.widths:
+        if len(cfg.widths) != len(dssdn.widths):
+            raise ConfigError(f"widths needs {len(dssdn.widths)} values, got {cfg.widths}.")
+        changes["widths"] = list(cfg.widths)
+    name = f"dssdn_{cfg.model}" if cfg.model in PRESETS else "dssdn"
+    return build_dssdn(dssdn.replace(**changes), name=name)
+
+
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up over ``warmup_steps`` to ``peak``, then cosine decay to ``peak * min_ratio`` at ``total_steps``."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.01):
+        self.peak = float(peak)
+        self.total_steps = int(max(1, total_steps))
+        self.warmup_steps = int(max(0, warmup_steps))
+        self.min_ratio = float(min_ratio)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = tf.cast(max(self.warmup_steps, 1), tf.float32)
+        decay_steps = tf.cast(max(self.total_steps - self.warmup_steps, 1), tf.float32)
+        progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+        cosine = self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        lr = tf.where(step < self.warmup_steps, (step + 1.0) / warm, cosine)
+        return self.peak * lr
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "min_ratio": self.min_ratio}
+
+
+keras.saving.register_keras_serializable(package="keras_dssdn")(WarmupCosine)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    schedule = WarmupCosine(cfg.learning_rate, cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch,
+                            cfg.min_lr_ratio)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(schedule)
+    return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+
+
+def dataset_options(cfg: TrainConfig, vocabulary: LabelVocabulary) -> dict:
+    """The :func:`~keras_dssdn.data.pipeline.make_dataset` keyword arguments shared by a config's train and evaluate
+    datasets (front end, vocabulary, clip/segment length, one-hot labels, batch size, cache)."""
+    return dict(frontend=cfg.frontend_params(), vocabulary=vocabulary, clip_seconds=cfg.clip_seconds,
+                segment_seconds=cfg.segment_seconds, label_mode="one_hot", batch_size=cfg.batch_size,
+                cache=cfg.cache)
+
+
+def normalization_stats(cfg: TrainConfig, train_clips: ClipList,
+                        vocabulary: LabelVocabulary) -> Optional[NormalizationStats]:
+    """Log-mel statistics of the training clips for ``cfg.normalization`` (None when it is ``"none"``);
+    decodes the clips once more, uncached."""
+    from keras_dssdn.data.pipeline import make_dataset
+
+    if cfg.normalization == "none":
+        return None
+    stats_ds = make_dataset(train_clips, training=False, **{**dataset_options(cfg, vocabulary), "cache": None})
+    return compute_normalization_stats(stats_ds, mode=cfg.normalization)
+
+
+def wrap_network(net: keras.Model, cfg: TrainConfig, stats: Optional[NormalizationStats],
+                 vocabulary: LabelVocabulary) -> keras.Model:
+    """``net`` (log-mel in) with the normalisation and class names inside, as the run folders save it."""
+    return attach_front_end(net, cfg.frontend_params(), stats, vocabulary.names, waveform_input=False,
+                            seconds=input_seconds(cfg), name=net.name)
+
+
+def compile_for_training(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Compile with the recipe: :func:`make_optimizer` over ``cfg.epochs``, label-smoothed cross-entropy,
+    accuracy. Returns ``model``."""
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def _use_mixed_precision(cfg: TrainConfig) -> bool:
+    if cfg.mixed_precision == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return cfg.mixed_precision == "on"
