@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
-from keras_dssdn.audio import decode as audio
+from keras_dssdn import audio
 from keras_dssdn.audio import native_flac
 from keras_dssdn.errors import AudioFormatError, UnsupportedAudioError
 

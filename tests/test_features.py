@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_dssdn.audio import decode as audio
+from keras_dssdn import audio
 from keras_dssdn.layers.frontend import (
     LogMel,
     LogMelNormalization,

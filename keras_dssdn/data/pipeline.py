@@ -29,7 +29,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from keras_dssdn.audio import decode as audio_ops
+from keras_dssdn import audio as audio_ops
 from keras_dssdn.data.augment import AugmentConfig, augment_batch, batch_seeds
 from keras_dssdn.data.datasets import ClipList, read_clips
 from keras_dssdn.errors import AudioFormatError, DataError, ShortClipError, UnsupportedAudioError

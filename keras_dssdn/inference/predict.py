@@ -136,7 +136,7 @@ def predict_file(predictor: Predictor, path, *, hop_seconds: Optional[float] = N
 
     Raises the decoder's error (naming the file) for unreadable audio.
     """
-    from keras_dssdn.audio.decode import load_waveform
+    from keras_dssdn.audio import load_waveform
 
     p = predictor.frontend
     x = load_waveform(str(path), sample_rate=p.sample_rate, mono=True)
