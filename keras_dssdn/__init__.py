@@ -5,47 +5,80 @@ Quick start::
     import keras_dssdn
     model = keras_dssdn.DSSDNSmall()          # (128, 431, 1) log-mel of a 10-s clip -> 10 classes
     print(keras_dssdn.profile(model).table())  # per-layer parameters and MACs
+
+Importing the package registers its Keras serialisables (layers, models, the
+learning-rate schedule), so ``keras.models.load_model("m.keras")`` needs only
+``import keras_dssdn``. Data, training, tuning and deployment are loaded on
+first use (``keras_dssdn.make_dataset``, ``keras_dssdn.train``, ...).
+
+Package tree (one idea per folder): ``layers/`` operators, frequency split,
+attention, regulariser, front-end layers, class names; ``models/`` DSSDB,
+DSSDN builder, presets, sizes, baseline; ``audio/`` probe, decode, resample,
+FLAC op; ``data/`` datasets, pipeline, augmentation, synthetic data;
+``analysis/`` budgets, complexity, metrics; ``train/``; ``tune/``;
+``deploy/``; ``inference/``; ``cli/`` (the ``dssdn-*`` commands); and
+``params``, ``errors``, ``fileio``, ``runs`` at the top.
 """
 
 __version__ = "0.1.0"
 
+import importlib as _importlib
 import os as _os
+import sys as _sys
 
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) drowns tool output;
-# a user's own TF_CPP_MIN_LOG_LEVEL wins.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if _os.path.basename(_sys.argv[0] if _sys.argv else "").startswith("dssdn-") or (_sys.argv and _sys.argv[0] == "-m"):
+    # one of the package's commands is starting: keep TensorFlow's C++ start-up lines (CUDA probing, oneDNN
+    # notices) off the user's terminal; a user's own TF_CPP_MIN_LOG_LEVEL wins
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams  # noqa: F401
-from keras_dssdn.analysis.budgets import DCASE_MAX_MACS, DCASE_MAX_PARAMS, Budget  # noqa: F401
-from keras_dssdn.layers.frequency import FrequencySplit, split_point  # noqa: F401
-from keras_dssdn.layers.regularizers import OrthonormalRegularizer  # noqa: F401
-from keras_dssdn.layers.operators import OSC, SC, SPC  # noqa: F401
-from keras_dssdn.models.blocks import ECA, dssdb  # noqa: F401
-from keras_dssdn.models.dssdn import (  # noqa: F401
-    DCASE_SMALL_1S,
-    LARGE,
-    MIDDLE,
-    PRESETS,
-    SMALL,
-    DSSDNConfig,
-    DSSDNLarge,
-    DSSDNMiddle,
-    DSSDNSmall,
-    build_dssdn,
-    resolve_config,
-)
-from keras_dssdn.analysis.complexity import ComplexityReport, profile  # noqa: F401
-from keras_dssdn.models.baseline import DCASEBaseline  # noqa: F401
-from keras_dssdn.layers.labels import ClassNames, LabelVocabulary  # noqa: F401
-from keras_dssdn.data.datasets import read_csv, read_dcase  # noqa: F401
-from keras_dssdn.layers.frontend import (  # noqa: F401
-    LogMel,
-    LogMelNormalization,
-    NormalizationStats,
-    attach_front_end,
-    compute_normalization_stats,
-)
-from keras_dssdn.data.augment import AugmentConfig  # noqa: F401
-from keras_dssdn.data.pipeline import make_dataset  # noqa: F401
-from keras_dssdn.data.synthetic import make_synthetic_dataset  # noqa: F401
-from keras_dssdn.deploy.export import export_bundle  # noqa: F401
+from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams  # noqa: E402
+from keras_dssdn.analysis.budgets import DCASE_MAX_MACS, DCASE_MAX_PARAMS, DEFAULT_BUDGETS, Budget  # noqa: E402
+from keras_dssdn.layers.frequency import FrequencySplit, split_point  # noqa: E402
+from keras_dssdn.layers.regularizers import OrthonormalRegularizer  # noqa: E402
+from keras_dssdn.layers.operators import OSC, SC, SPC  # noqa: E402
+from keras_dssdn.layers.attention import ECA  # noqa: E402
+from keras_dssdn.layers.frontend import LogMel, LogMelNormalization, NormalizationStats, attach_front_end  # noqa: E402
+from keras_dssdn.layers.labels import ClassNames, LabelVocabulary  # noqa: E402
+from keras_dssdn.models.blocks import dssdb  # noqa: E402
+from keras_dssdn.models.dssdn import DSSDNConfig, build_dssdn  # noqa: E402
+from keras_dssdn.models.presets import DCASE_SMALL_1S, LARGE, MIDDLE, PRESETS, SMALL, resolve_config  # noqa: E402
+from keras_dssdn.models.sizes import DSSDNLarge, DSSDNMiddle, DSSDNSmall  # noqa: E402
+from keras_dssdn.models.baseline import DCASEBaseline  # noqa: E402
+from keras_dssdn.train.schedule import WarmupCosine  # noqa: E402  (registers the schedule saved in checkpoints)
+
+#: Public names loaded on first use: name -> module.
+_LAZY = {
+    "AugmentConfig": "keras_dssdn.data.augment",
+    "ComplexityReport": "keras_dssdn.analysis.complexity",
+    "compute_normalization_stats": "keras_dssdn.layers.frontend",
+    "evaluate_model": "keras_dssdn.inference.evaluate",
+    "export_bundle": "keras_dssdn.deploy",
+    "load_train_config": "keras_dssdn.train",
+    "make_dataset": "keras_dssdn.data.pipeline",
+    "make_synthetic_dataset": "keras_dssdn.data.synthetic",
+    "profile": "keras_dssdn.analysis.complexity",
+    "read_clips": "keras_dssdn.data.datasets",
+    "read_csv": "keras_dssdn.data.datasets",
+    "read_dcase": "keras_dssdn.data.datasets",
+    "TrainConfig": "keras_dssdn.train",
+}
+
+__all__ = sorted([
+    "DEFAULT_FRONTEND", "FrontEndParams", "DCASE_MAX_MACS", "DCASE_MAX_PARAMS", "DEFAULT_BUDGETS", "Budget",
+    "FrequencySplit", "split_point", "OrthonormalRegularizer", "OSC", "SC", "SPC", "ECA", "LogMel",
+    "LogMelNormalization", "NormalizationStats", "attach_front_end", "ClassNames", "LabelVocabulary", "dssdb",
+    "DSSDNConfig", "build_dssdn", "DCASE_SMALL_1S", "LARGE", "MIDDLE", "PRESETS", "SMALL", "resolve_config",
+    "DSSDNLarge", "DSSDNMiddle", "DSSDNSmall", "DCASEBaseline", "WarmupCosine", *_LAZY,
+])
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_dssdn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -35,6 +35,24 @@ class FrontEndParams:
     center: bool = True  # reflect-pad n_fft // 2 on both sides, as librosa does
     clip_seconds: float = 10.0  # length the models are sized for by default
 
+    def __post_init__(self):
+        def need(ok: bool, what: str):
+            if not ok:
+                raise ValueError(f"front end: {what} (sample_rate={self.sample_rate}, n_fft={self.n_fft}, "
+                                 f"win_length={self.win_length}, hop_length={self.hop_length}, n_mels={self.n_mels}, "
+                                 f"fmin={self.fmin}, fmax={self.fmax}).")
+
+        for key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+            value = getattr(self, key)
+            need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                 f"{key} must be a positive integer, got {value!r}")
+        need(self.win_length <= self.n_fft, "win_length must be at most n_fft")
+        need(self.n_mels <= self.n_fft // 2 + 1, "n_mels must be at most n_fft // 2 + 1 (the FFT bins)")
+        need(0 <= self.fmin < self.effective_fmax <= self.sample_rate / 2,
+             "0 <= fmin < fmax <= sample_rate / 2 must hold")
+        need(self.log_offset > 0, f"log_offset must be > 0, got {self.log_offset!r}")
+        need(self.clip_seconds > 0, f"clip_seconds must be > 0, got {self.clip_seconds!r}")
+
     def num_samples(self, seconds: Optional[float] = None) -> int:
         """Samples in a clip of ``seconds`` (default ``clip_seconds``)."""
         seconds = self.clip_seconds if seconds is None else seconds

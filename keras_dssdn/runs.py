@@ -159,6 +159,24 @@ class RunFolder:
         write_json_atomic(self.file(CONFIG), config)
 
 
+    def clear_unstarted(self) -> bool:
+        """Remove a run of ours that died before its first epoch ended (set-up files, no checkpoint), so that the
+        same name can start again; True when cleared. Nothing else is touched: a folder holding a checkpoint or
+        any file a run does not write is left as it is (False)."""
+        import shutil
+
+        if not self.exists or self.has_checkpoint:
+            return False
+        ours = {CONFIG, MODEL_CONFIG, FRONTEND, LABELS, NORMALIZATION, DISTRIBUTION, LOG, TENSORBOARD, "checkpoint"}
+        entries = list(self.path.iterdir())
+        if any(e.name not in ours for e in entries) or any(
+                e.name == "checkpoint" and any(not c.name.startswith(".") for c in e.iterdir()) for e in entries):
+            return False
+        for e in entries:
+            shutil.rmtree(e) if e.is_dir() else e.unlink()
+        return True
+
+
 def find_run(path: PathLike) -> Optional[RunFolder]:
     """The run a path belongs to: the run folder itself, its ``best.keras`` or ``checkpoint/last.keras``;
     None when the path is not inside a run folder."""

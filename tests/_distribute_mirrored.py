@@ -19,7 +19,7 @@ configure_cpu_devices(cpu_devices_from_env() or 2)  # before TensorFlow initiali
 import keras  # noqa: E402
 
 import keras_dssdn.data.pipeline as pipeline  # noqa: E402
-from keras_dssdn.models.dssdn import resolve_config  # noqa: E402
+from keras_dssdn.models.presets import resolve_config  # noqa: E402
 from keras_dssdn.data.pipeline import make_dataset  # noqa: E402
 from keras_dssdn.errors import ResumeError
 from keras_dssdn.train import load_train_config, train  # noqa: E402

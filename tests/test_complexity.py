@@ -6,8 +6,10 @@ import keras
 
 import keras_dssdn
 from keras_dssdn.analysis.budgets import DCASE_MAX_INT8_BYTES, DCASE_MAX_MACS, DCASE_MAX_PARAMS, DEFAULT_BUDGETS
-from keras_dssdn.analysis.complexity import int8_tflite_bytes, main, profile, tflite_constant_bytes
-from keras_dssdn.models.dssdn import PRESETS, build_dssdn
+from keras_dssdn.analysis.complexity import int8_tflite_bytes, profile, tflite_constant_bytes
+from keras_dssdn.cli.complexity import main
+from keras_dssdn.models.presets import PRESETS
+from keras_dssdn.models.dssdn import build_dssdn
 from keras_dssdn.layers.operators import SC, SPC
 from keras_dssdn.params import DEFAULT_FRONTEND
 

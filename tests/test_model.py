@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 import keras_dssdn
-from keras_dssdn.models.dssdn import DCASE_SMALL_1S, PRESETS, DSSDNConfig, build_dssdn, resolve_config
+from keras_dssdn.models.presets import DCASE_SMALL_1S, PRESETS, resolve_config
+from keras_dssdn.models.dssdn import DSSDNConfig, build_dssdn
 from keras_dssdn.params import DEFAULT_FRONTEND
 
 SIZES = {"large": keras_dssdn.DSSDNLarge, "middle": keras_dssdn.DSSDNMiddle, "small": keras_dssdn.DSSDNSmall}

@@ -5,7 +5,7 @@ import pytest
 import keras
 from keras import ops
 
-from keras_dssdn.models.blocks import ECA, eca_kernel_size
+from keras_dssdn.layers.attention import ECA, eca_kernel_size
 from keras_dssdn.layers.frequency import FrequencySplit, split_point
 from keras_dssdn.layers.operators import OSC, SC, SPC, bottleneck_width, partial_channels
 from keras_dssdn.layers.regularizers import OrthonormalRegularizer

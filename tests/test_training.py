@@ -70,6 +70,18 @@ class _StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
+class _StopTrainingAfter(keras.callbacks.Callback):
+    """Ends training cleanly after epoch ``n`` (1-based)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.n:
+            self.model.stop_training = True
+
+
 class _RecordStart(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.variables = [np.array(v) for v in self.model.optimizer.variables]
@@ -119,8 +131,8 @@ def test_killed_training_process_resumes(tiny_data, tmp_path):
     done = json.loads(state_path.read_text())["epoch"]
     assert 1 <= done < 40
     rec = _RecordStart()
-    cfg = _cfg(tiny_data, tmp_path, "killed", f"epochs={done + 1}")
-    result = train(cfg, resume=True, callbacks=[rec])
+    cfg = _cfg(tiny_data, tmp_path, "killed", "epochs=40")  # the run's own settings: resume continues them
+    result = train(cfg, resume=True, callbacks=[rec, _StopTrainingAfter(done + 1)])
     assert rec.first_epoch == done and result.epochs_run == done + 1
 
 
@@ -149,12 +161,15 @@ def test_resume_refuses_other_labels_and_corrupt_checkpoint(tiny_data, tmp_path)
     config["data"] = str(other)
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ResumeError, match="labels .* differ from the run's"):
-        train(_cfg(tiny_data, tmp_path, "run", "epochs=2"), resume=True)
+        train(_cfg(other, tmp_path, "run", "epochs=1"), resume=True)  # data= may change on resume; labels may not
     config["data"] = str(tiny_data)
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    # an override that changes the experiment is refused, naming the key
+    with pytest.raises(ResumeError, match="epochs: 1 -> 2"):
+        train(_cfg(tiny_data, tmp_path, "run", "epochs=2"), resume=True)
     (tmp_path / "run" / "checkpoint" / "last.keras").write_bytes(b"not a zip file")
     with pytest.raises(ResumeError, match="last.keras .* is corrupt"):
-        train(_cfg(tiny_data, tmp_path, "run", "epochs=2"), resume=True)
+        train(_cfg(tiny_data, tmp_path, "run", "epochs=1"), resume=True)
 
 
 def test_evaluate_keras_and_tflite_and_unknown_classes(tiny_data, tmp_path):

@@ -18,12 +18,8 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 import re
-import sys
-import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -247,7 +243,8 @@ def int8_tflite_bytes(model: keras.Model, input_shape: Sequence[int], samples: i
 
 def preset_summary(sizes: Sequence[str], *, int8: bool = False, frontend: FrontEndParams = DEFAULT_FRONTEND) -> str:
     """Markdown table of params, MACs per 10 s and per 1 s, int8 bytes and budget checks for presets."""
-    from keras_dssdn.models.dssdn import PRESETS, build_dssdn
+    from keras_dssdn.models.presets import PRESETS
+    from keras_dssdn.models.dssdn import build_dssdn
 
     header = ("| model | operator | widths | params | MACs / 10 s | MACs / 1 s | int8 weight bytes | int8 .tflite bytes | budget |\n"
               "|---|---|---|---:|---:|---:|---:|---:|---|")
@@ -265,35 +262,3 @@ def preset_summary(sizes: Sequence[str], *, int8: bool = False, frontend: FrontE
         lines.append(f"| {size} | {cfg.operator.upper()} | {list(cfg.widths)} | {r10.params:,} | "
                      f"{r10.macs / 1e6:,.1f} M | {r1.macs / 1e6:,.2f} M | {size_bytes} | {budget} |")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    from keras_dssdn.models.dssdn import PRESETS, build_dssdn, resolve_config
-
-    p = argparse.ArgumentParser(prog="python -m keras_dssdn.analysis.complexity", description=__doc__.split("\n\n")[0])
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--size", choices=sorted(PRESETS), help="one preset (default: summary of all)")
-    src.add_argument("--config", help="DSSDN config JSON (e.g. a tuned one)")
-    src.add_argument("--model", help="a saved .keras model (any architecture)")
-    p.add_argument("--seconds", type=float, default=None, help="clip length for the input (default: the model's own)")
-    p.add_argument("--table", action="store_true", help="print the per-layer table")
-    p.add_argument("--int8", action="store_true", help="also convert to int8 TFLite and report its bytes")
-    args = p.parse_args(argv)
-
-    if args.size is None and args.config is None and args.model is None:
-        print(preset_summary(list(PRESETS), int8=args.int8))
-        return 0
-    if args.model:
-        if not os.path.isfile(args.model):
-            p.error(f"model file not found: {args.model}")
-        model = keras.models.load_model(args.model, compile=False)
-    else:
-        cfg = resolve_config(args.size or args.config)
-        model = build_dssdn(cfg, name=f"dssdn_{args.size}" if args.size else "dssdn")
-    report = profile(model, seconds=args.seconds, int8=args.int8)
-    print(report.table() if args.table else report.summary_line())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,16 +24,18 @@ All files are tab-separated, exactly like TAU Urban Acoustic Scenes 2020 Mobile.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import tempfile
 import wave
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from keras_dssdn.fileio import atomic_folder
+
 #: Scene names (TAU 2020 classes) used in order.
+#: A file in every folder :func:`make_synthetic_dataset` writes: only such a folder may be overwritten.
+SYNTHETIC_MARKER = ".keras_dssdn_synthetic"
+
 SCENES = ("airport", "bus", "metro", "metro_station", "park", "public_square",
           "shopping_mall", "street_pedestrian", "street_traffic", "tram")
 
@@ -139,49 +141,54 @@ def make_synthetic_dataset(
     (size scales with ``seconds``).
     The folder is built in a temporary sibling and renamed into place, so an
     interrupted run leaves nothing half-written; an existing ``root`` is an
-    error unless ``overwrite=True``.
+    error unless ``overwrite=True`` and it is a folder this function wrote
+    (it keeps a :data:`SYNTHETIC_MARKER` file): nothing else is ever deleted.
     """
     if not 1 <= num_classes <= len(SCENES):
         raise ValueError(f"num_classes must be in 1..{len(SCENES)}, got {num_classes}.")
     if min(train_locations, eval_locations, clips_per_location) < 1 or not devices:
         raise ValueError("train_locations, eval_locations and clips_per_location must be >= 1 and devices non-empty.")
     root = Path(root)
-    if root.exists():
-        if not overwrite:
-            raise FileExistsError(f"{root} already exists; pass overwrite=True or choose another folder.")
+    if root.exists() and not (overwrite and (root / SYNTHETIC_MARKER).is_file()):
+        raise FileExistsError(f"{root} already exists" + (
+            "; overwrite=True replaces only a folder this function wrote (it has a "
+            f"{SYNTHETIC_MARKER} file), and this one has none. Choose another folder." if overwrite
+            else "; pass overwrite=True (for a folder this function wrote) or choose another folder."))
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_folder(root, replace=True) as tmp:
         (tmp / "audio").mkdir()
         (tmp / "evaluation_setup").mkdir()
-        rng = np.random.default_rng(seed)
-        recipes = scene_recipes(num_classes, seed)
-        device_tilts = {d: float(x) for d, x in zip(devices, rng.uniform(-0.4, 0.4, len(devices)))}
-        device_gains = {d: float(x) for d, x in zip(devices, rng.uniform(0.5, 1.5, len(devices)))}
-        meta, train, evaluate = [], [], []
-        for c, (scene, recipe) in enumerate(zip(SCENES, recipes)):
-            for loc in range(train_locations + eval_locations):
-                location = f"loc{loc:02d}"
-                shift = float(rng.normal(0.0, 0.25))
-                for k in range(clips_per_location):
-                    device = devices[(loc * clips_per_location + k) % len(devices)]
-                    name = f"audio/{scene}-{location}-{k}-{device}.wav"
-                    clip = synthesize_clip(recipe, seconds, sample_rate, rng, shift,
-                                           device_tilts[device], device_gains[device])
-                    write_wav16(tmp / name, clip, sample_rate)
-                    meta.append((name, scene, f"{scene}-{location}", device))
-                    (train if loc < train_locations else evaluate).append((name, scene))
+        meta, train, evaluate = _write_clips(tmp, num_classes, train_locations, eval_locations, clips_per_location,
+                                             seconds, sample_rate, devices, seed)
         _write_tsv(tmp / "meta.csv", ("filename", "scene_label", "identifier", "source_label"), meta)
         _write_tsv(tmp / "evaluation_setup" / "fold1_train.csv", ("filename", "scene_label"), train)
         _write_tsv(tmp / "evaluation_setup" / "fold1_evaluate.csv", ("filename", "scene_label"), evaluate)
         _write_tsv(tmp / "evaluation_setup" / "fold1_test.csv", ("filename",), [(r[0],) for r in evaluate])
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / SYNTHETIC_MARKER).write_text("written by keras_dssdn.data.synthetic.make_synthetic_dataset\n")
     return root
+
+
+def _write_clips(folder: Path, num_classes, train_locations, eval_locations, clips_per_location, seconds,
+                 sample_rate, devices, seed):
+    """Write the clips as 16-bit WAV under ``folder/audio``; ``(meta rows, train rows, evaluate rows)``."""
+    rng = np.random.default_rng(seed)
+    recipes = scene_recipes(num_classes, seed)
+    device_tilts = {d: float(x) for d, x in zip(devices, rng.uniform(-0.4, 0.4, len(devices)))}
+    device_gains = {d: float(x) for d, x in zip(devices, rng.uniform(0.5, 1.5, len(devices)))}
+    meta, train, evaluate = [], [], []
+    for scene, recipe in zip(SCENES, recipes):
+        for loc in range(train_locations + eval_locations):
+            location = f"loc{loc:02d}"
+            shift = float(rng.normal(0.0, 0.25))
+            for k in range(clips_per_location):
+                device = devices[(loc * clips_per_location + k) % len(devices)]
+                name = f"audio/{scene}-{location}-{k}-{device}.wav"
+                clip = synthesize_clip(recipe, seconds, sample_rate, rng, shift,
+                                       device_tilts[device], device_gains[device])
+                write_wav16(folder / name, clip, sample_rate)
+                meta.append((name, scene, f"{scene}-{location}", device))
+                (train if loc < train_locations else evaluate).append((name, scene))
+    return meta, train, evaluate
 
 
 def _write_tsv(path, header, rows):

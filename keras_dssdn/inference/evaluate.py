@@ -22,6 +22,7 @@ import numpy as np
 from keras_dssdn.data.datasets import ClipList
 from keras_dssdn.layers.labels import LabelVocabulary, vocabulary_from_model
 from keras_dssdn.analysis.metrics import aggregate_clips, classification_metrics, markdown_report, plot_confusion
+from keras_dssdn.errors import DataError
 from keras_dssdn.fileio import write_json_atomic, write_text_atomic
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 
@@ -29,7 +30,7 @@ from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 class TFLiteClassifier:
     """A ``.tflite`` classifier with a Keras-like ``predict(x) -> probabilities``.
 
-    Wraps :class:`keras_dssdn.deploy.export.TFLiteRunner` (ai-edge-litert; input
+    Wraps :class:`keras_dssdn.inference.tflite.TFLiteRunner` (ai-edge-litert; input
     quantised with the model's scale / zero point, rounding half away from
     zero as TFLite does; output dequantised). ``reference=True`` uses TFLite's
     reference kernels (the yardstick for TFLite Micro). ``normalization`` is
@@ -37,7 +38,7 @@ class TFLiteClassifier:
     """
 
     def __init__(self, path_or_bytes, reference: bool = False, normalization=None):
-        from keras_dssdn.deploy.export import TFLiteRunner
+        from keras_dssdn.inference.tflite import TFLiteRunner
 
         content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, os.PathLike)) else path_or_bytes
         self.runner = TFLiteRunner(content, reference=reference)
@@ -52,19 +53,29 @@ class TFLiteClassifier:
 
 
 def load_classifier(path, normalization=None):
-    """A ``.keras`` model (Keras) or a ``.tflite`` model (:class:`TFLiteClassifier`) from a file."""
+    """A ``.keras`` model (Keras) or a ``.tflite`` model (:class:`TFLiteClassifier`) from a file.
+
+    Raises :class:`~keras_dssdn.errors.ModelFileError` naming the file when it is missing, has another suffix,
+    or is not a model the package can load (a truncated download, another file renamed).
+    """
+    from keras_dssdn.errors import ModelFileError
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Model file not found: {path}")
-    if path.suffix == ".tflite":
-        return TFLiteClassifier(path, normalization=normalization)
-    if path.suffix == ".keras":
+        raise ModelFileError(f"Model file not found: {path}")
+    if path.suffix not in (".tflite", ".keras"):
+        raise ModelFileError(f"{path}: expected a .keras or .tflite model file.")
+    try:
+        if path.suffix == ".tflite":
+            return TFLiteClassifier(path, normalization=normalization)
         import keras
 
         import keras_dssdn  # noqa: F401 - registers the custom layers
 
         return keras.models.load_model(path, compile=False)
-    raise ValueError(f"{path}: expected a .keras or .tflite model file.")
+    except Exception as e:  # noqa: BLE001 - any failure here means the file is not a loadable model
+        raise ModelFileError(f"{path} is not a {path.suffix} model that can be loaded ({type(e).__name__}: "
+                             f"{str(e)[:200]}); re-export or re-download it.") from None
 
 
 def _input_frames(model) -> int:
@@ -72,6 +83,32 @@ def _input_frames(model) -> int:
     if isinstance(model, TFLiteClassifier):
         return model.input_shape[1]
     return int(model.input_shape[2])
+
+
+def predict_probabilities(models, batches):
+    """Run one model, or several in one pass, over labelled batches; the one evaluation loop of the package.
+
+    ``models``: an object with ``predict(x, verbose=0) -> (B, K)`` (a Keras model, a
+    :class:`TFLiteClassifier`) or a ``{name: model}`` dict of them. ``batches`` yields ``(x, y, metadata)``:
+    ``x`` ``(B, n_mels, frames, 1)``, ``y`` ``(B,)`` class ids (or ``(B, K)``), ``metadata`` a dict of
+    ``(B,)`` arrays (e.g. ``clip_index``, ``device``) or None. Returns ``(probs, labels, metadata)``, each
+    concatenated over the batches: ``probs`` ``(N, K)`` (a ``{name: (N, K)}`` dict for a dict of models),
+    ``labels`` ``(N,)`` / ``(N, K)``, ``metadata`` ``{key: (N,)}``.
+    """
+    named = models if isinstance(models, dict) else {None: models}
+    probs = {name: [] for name in named}
+    labels, meta = [], {}
+    for x, y, m in batches:
+        for name, model in named.items():
+            probs[name].append(np.asarray(model.predict(x, verbose=0)))
+        labels.append(np.asarray(y))
+        for key, value in (m or {}).items():
+            meta.setdefault(key, []).append(np.asarray(value))
+    if not labels:
+        raise DataError("The dataset is empty: there is no example to predict.")
+    probs = {name: np.concatenate(p) for name, p in probs.items()}
+    meta = {key: np.concatenate(v) for key, v in meta.items()}
+    return (probs if isinstance(models, dict) else probs[None]), np.concatenate(labels), meta
 
 
 def evaluate_model(
@@ -109,14 +146,8 @@ def evaluate_model(
             raise ValueError(f"The model takes {frames} frames, which matches no clip length on a 0.1-s grid.")
     ds = make_dataset(clips, p, training=False, vocabulary=vocab, clip_seconds=clip_s,
                       segment_seconds=segment_seconds, batch_size=batch_size, with_metadata=True, cache=None)
-    probs, labels, clip_index, devices = [], [], [], []
-    for x, y, meta in ds:
-        probs.append(np.asarray(model.predict(x, verbose=0)))
-        labels.append(np.asarray(y))
-        clip_index.append(np.asarray(meta["clip_index"]))
-        devices.append(np.asarray(meta["device"]).astype(str))
-    probs, labels = np.concatenate(probs), np.concatenate(labels)
-    clip_index, devices = np.concatenate(clip_index), np.concatenate(devices)
+    probs, labels, meta = predict_probabilities(model, ds)
+    clip_index, devices = meta["clip_index"], meta["device"].astype(str)
     if segment_seconds is None:
         out = classification_metrics(labels, probs, vocab.names, devices)
         out["level"] = "clip"

@@ -28,7 +28,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from keras_dssdn.layers.frontend import NormalizationStats, log_mel_spectrogram
-from keras_dssdn.layers.labels import LabelVocabulary, vocabulary_from_model
+from keras_dssdn.layers.labels import vocabulary_from_model
+from keras_dssdn.errors import AudioFormatError, ModelFileError
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -50,12 +51,12 @@ class Predictor:
 
     @property
     def window_seconds(self) -> float:
-        return self.frontend.hop_length * (self.frames - (1 if self.frontend.center else 0)) / self.frontend.sample_rate
+        """The clip length the model was trained on (1 s for 44 frames, 10 s for 431)."""
+        return self.frontend.seconds_for_frames(self.frames)
 
     @property
     def window_samples(self) -> int:
-        p = self.frontend
-        return (self.frames - 1) * p.hop_length + (0 if p.center else p.n_fft)
+        return self.frontend.num_samples(self.window_seconds)
 
 
 def _frontend_from_json(path: Path) -> FrontEndParams:
@@ -63,56 +64,57 @@ def _frontend_from_json(path: Path) -> FrontEndParams:
     return FrontEndParams.from_dict({k: d[k] for k in _FRONTEND_KEYS if k in d})
 
 
-def _first(folder: Path, *names) -> Optional[Path]:
-    for name in names:
-        for where in (folder, folder.parent):
-            if (where / name).is_file():
-                return where / name
-    return None
+def _tflite_predictor(path: Path) -> Predictor:
+    """A bundle's (or a loose) ``.tflite``: front end, normalisation and class names from the bundle's
+    ``frontend.json`` beside it, else from the run folder it sits in."""
+    from keras_dssdn.inference.evaluate import TFLiteClassifier
+    from keras_dssdn.runs import find_run
+
+    run = find_run(path)
+    bundle_frontend = path.parent / "frontend.json"
+    fe_json = json.loads(bundle_frontend.read_text()) if bundle_frontend.is_file() else {}
+    frontend = _frontend_from_json(bundle_frontend) if fe_json else (run.frontend() if run else DEFAULT_FRONTEND)
+    norm = fe_json.get("normalization")
+    stats = NormalizationStats.from_dict({**norm, "count": 0}) if norm else (run.normalization() if run else None)
+    names = fe_json.get("class_names") or (list(run.vocabulary().names) if run else None)
+    if not names:
+        raise ModelFileError(f"{path}: no class names (the frontend.json of an export bundle beside it, or the "
+                             "labels.json of its run folder).")
+    model = TFLiteClassifier(path, reference=True, normalization=stats)
+    return Predictor(model, frontend, list(names), int(model.input_shape[1]), str(path))
+
+
+def _keras_predictor(path: Path) -> Predictor:
+    """A ``.keras`` model: class names from its ClassNames layer (else its run's labels.json), front end from
+    its run folder (else the package default)."""
+    from keras_dssdn.inference.evaluate import load_classifier
+    from keras_dssdn.runs import find_run
+
+    run = find_run(path)
+    model = load_classifier(path)
+    vocab = vocabulary_from_model(model) or (run.vocabulary() if run else None)
+    if vocab is None:
+        raise ModelFileError(f"{path}: the model carries no class names and it is not inside a run folder.")
+    if len(model.input_shape) != 4:
+        raise ModelFileError(f"{path}: expected a log-mel model with input (n_mels, frames, 1), got "
+                             f"{model.input_shape}.")
+    frames = model.input_shape[2]
+    if frames is None:
+        raise ModelFileError(f"{path}: the model's input length is not fixed; cannot choose a window.")
+    return Predictor(model, run.frontend() if run else DEFAULT_FRONTEND, list(vocab.names), int(frames), str(path))
 
 
 def load_predictor(path) -> Predictor:
     """A :class:`Predictor` for a ``.keras`` / ``.tflite`` file, a run folder or an export bundle folder."""
-    from keras_dssdn.inference.evaluate import TFLiteClassifier, load_classifier
-
     path = Path(path)
     if path.is_dir():
         for candidate in ("model_int8.tflite", "best.keras"):
             if (path / candidate).is_file():
                 return load_predictor(path / candidate)
-        raise FileNotFoundError(f"{path}: neither an export bundle (model_int8.tflite) nor a run folder (best.keras).")
+        raise ModelFileError(f"{path}: neither an export bundle (model_int8.tflite) nor a run folder (best.keras).")
     if not path.is_file():
-        raise FileNotFoundError(f"Model not found: {path}")
-    fe_path = _first(path.parent, "frontend.json")
-    frontend = _frontend_from_json(fe_path) if fe_path else DEFAULT_FRONTEND
-    fe_json = json.loads(fe_path.read_text()) if fe_path else {}
-    if path.suffix == ".tflite":
-        norm = fe_json.get("normalization")
-        stats = NormalizationStats.from_dict({**norm, "count": 0}) if norm else None
-        if stats is None and _first(path.parent, "normalization.json"):
-            stats = NormalizationStats.load(_first(path.parent, "normalization.json"))
-        names = fe_json.get("class_names")
-        if not names:
-            labels = _first(path.parent, "labels.json")
-            if labels is None:
-                raise FileNotFoundError(f"{path}: no class names (frontend.json of a bundle, or labels.json beside it).")
-            names = list(LabelVocabulary.load(labels).names)
-        model = TFLiteClassifier(path, reference=True, normalization=stats)
-        frames = model.input_shape[1]
-    else:
-        model = load_classifier(path)
-        vocab = vocabulary_from_model(model)
-        if vocab is None and _first(path.parent, "labels.json"):
-            vocab = LabelVocabulary.load(_first(path.parent, "labels.json"))
-        if vocab is None:
-            raise ValueError(f"{path}: the model carries no class names and there is no labels.json beside it.")
-        names = list(vocab.names)
-        if len(model.input_shape) != 4:
-            raise ValueError(f"{path}: expected a log-mel model with input (n_mels, frames, 1), got {model.input_shape}.")
-        frames = int(model.input_shape[2])
-    if frames is None:
-        raise ValueError(f"{path}: the model's input length is not fixed; cannot choose a window.")
-    return Predictor(model, frontend, names, int(frames), str(path))
+        raise ModelFileError(f"Model not found: {path}")
+    return _tflite_predictor(path) if path.suffix == ".tflite" else _keras_predictor(path)
 
 
 def _windows(x: np.ndarray, size: int, hop: int):
@@ -141,7 +143,10 @@ def predict_file(predictor: Predictor, path, *, hop_seconds: Optional[float] = N
     p = predictor.frontend
     x = load_waveform(str(path), sample_rate=p.sample_rate, mono=True)
     if x.size == 0:
-        raise ValueError(f"{path}: the file holds no audio samples.")
+        raise AudioFormatError(f"{path}: the file holds no audio samples.")
+    if not np.all(np.isfinite(x)):
+        raise AudioFormatError(f"{path}: {int(np.sum(~np.isfinite(x)))} samples are NaN or infinite (a corrupt float "
+                               "WAV); re-export or remove the file.")
     size = predictor.window_samples
     hop = size if hop_seconds is None else max(1, int(round(hop_seconds * p.sample_rate)))
     starts, wins, padded = _windows(x, size, hop)

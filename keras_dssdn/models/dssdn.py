@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import keras
 from keras import layers
@@ -131,28 +131,16 @@ class DSSDNConfig:
             d = d["model"]
         return cls.from_dict(d)
 
-
-#: Presets. Large/Middle/Small differ in operator and widths (see README table).
-LARGE = DSSDNConfig(operator="sc", widths=(32, 48, 64, 96, 128), stem_width=24, stem_strides=(1, 2))
-MIDDLE = DSSDNConfig(operator="osc", widths=(32, 48, 64, 96, 96), stem_width=24, stem_strides=(1, 2))
-SMALL = DSSDNConfig(operator="spc", widths=(24, 32, 48, 64, 64), stem_width=16, stem_strides=(1, 2))
-#: DSSDN-Small for 1-s segments inside the DCASE 2022-2024 limits (128 K params, 30 MMACs).
-DCASE_SMALL_1S = SMALL.replace(input_shape=list(DEFAULT_FRONTEND.input_shape(1.0)))
-
-PRESETS = {"large": LARGE, "middle": MIDDLE, "small": SMALL, "dcase_small_1s": DCASE_SMALL_1S}
-
-
-def resolve_config(config) -> DSSDNConfig:
-    """Accept a DSSDNConfig, a dict, a JSON string, a path to a JSON file, or a preset name."""
-    if isinstance(config, DSSDNConfig):
-        return config
-    if isinstance(config, dict):
-        return DSSDNConfig.from_dict(config)
-    if isinstance(config, str) and config.lower() in PRESETS:
-        return PRESETS[config.lower()]
-    if isinstance(config, (str, os.PathLike)):
-        return DSSDNConfig.from_json(config)
-    raise TypeError(f"Cannot make a DSSDN config from {type(config).__name__}: {config!r}")
+    @classmethod
+    def coerce(cls, config) -> "DSSDNConfig":
+        """A DSSDNConfig from a DSSDNConfig, a dict, a JSON string or the path of a JSON file."""
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, dict):
+            return cls.from_dict(config)
+        if isinstance(config, (str, os.PathLike)):
+            return cls.from_json(config)
+        raise TypeError(f"Cannot make a DSSDN config from {type(config).__name__}: {config!r}")
 
 
 def build_dssdn(
@@ -162,8 +150,12 @@ def build_dssdn(
     classifier_activation: Optional[str] = "softmax",
     name: str = "dssdn",
 ) -> keras.Model:
-    """Build a DSSDN Keras model from a config (anything :func:`resolve_config` takes)."""
-    cfg = resolve_config(config)
+    """Build a DSSDN Keras model from a config (anything :meth:`DSSDNConfig.coerce` takes; preset names go
+    through :func:`keras_dssdn.models.presets.resolve_config`).
+
+    Output: ``(B, classes)`` probabilities, or the pooled multi-scale embedding with ``include_top=False``.
+    """
+    cfg = DSSDNConfig.coerce(config)
     inputs = keras.Input(shape=cfg.input_shape, name="log_mel")
     x = conv_bn_relu(inputs, cfg.stem_width, 3, strides=cfg.stem_strides, name="stem")
     operator_kwargs = {
@@ -190,48 +182,3 @@ def build_dssdn(
     model = keras.Model(inputs, x, name=name)
     model.dssdn_config = cfg  # not serialised; run folders save the config JSON next to the model
     return model
-
-
-def _sized(preset: DSSDNConfig, size_name: str, default_name: str, input_shape, classes, include_top,
-           widths, config, name, classifier_activation) -> keras.Model:
-    cfg = preset if config is None else resolve_config(config)
-    if cfg.operator != preset.operator:
-        raise ValueError(
-            f"{size_name} uses the {preset.operator.upper()} operator but the config has "
-            f"{cfg.operator!r}; use keras_dssdn.build_dssdn(config) for other operators."
-        )
-    changes = {}
-    if input_shape is not None:
-        changes["input_shape"] = list(input_shape)
-    if classes is not None:
-        changes["classes"] = int(classes)
-    if widths is not None:
-        widths = list(widths)
-        if len(widths) != len(cfg.widths):
-            raise ValueError(f"{size_name} has {len(cfg.widths)} blocks; got {len(widths)} widths: {widths}.")
-        changes["widths"] = widths
-    cfg = cfg.replace(**changes) if changes else cfg
-    return build_dssdn(cfg, include_top=include_top, classifier_activation=classifier_activation,
-                       name=name or default_name)
-
-
-def DSSDNLarge(input_shape=None, classes=None, include_top=True, widths=None, config=None, name=None,
-               classifier_activation="softmax") -> keras.Model:
-    """DSSDN-Large (SC operator). ``input_shape`` defaults to a 10-s clip ``(128, 431, 1)``;
-    ``classes`` to 10; ``widths`` (5 ints) or ``config`` (tuned JSON path / dict / DSSDNConfig) override."""
-    return _sized(LARGE, "DSSDN-Large", "dssdn_large", input_shape, classes, include_top, widths, config,
-                  name, classifier_activation)
-
-
-def DSSDNMiddle(input_shape=None, classes=None, include_top=True, widths=None, config=None, name=None,
-                classifier_activation="softmax") -> keras.Model:
-    """DSSDN-Middle (OSC operator, orthonormality regulariser). Arguments as :func:`DSSDNLarge`."""
-    return _sized(MIDDLE, "DSSDN-Middle", "dssdn_middle", input_shape, classes, include_top, widths, config,
-                  name, classifier_activation)
-
-
-def DSSDNSmall(input_shape=None, classes=None, include_top=True, widths=None, config=None, name=None,
-               classifier_activation="softmax") -> keras.Model:
-    """DSSDN-Small (SPC operator, partial ratio 1/4). Arguments as :func:`DSSDNLarge`."""
-    return _sized(SMALL, "DSSDN-Small", "dssdn_small", input_shape, classes, include_top, widths, config,
-                  name, classifier_activation)

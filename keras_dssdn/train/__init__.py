@@ -1,11 +1,30 @@
-"""Training: configuration (:mod:`.config`), recipe (:mod:`.recipe`), the run loop (:mod:`.trainer`) and
-tf.distribute strategies (:mod:`.distribute`)."""
+"""Training: configuration (:mod:`.config`), recipe (:mod:`.recipe`), learning-rate schedule (:mod:`.schedule`),
+the run loop (:mod:`.trainer`) and tf.distribute strategies (:mod:`.distribute`).
 
-from keras_dssdn.train.config import CONFIG_DIR, TrainConfig, load_train_config
-from keras_dssdn.train.recipe import (WarmupCosine, build_network, compile_for_training, dataset_options,
-                                      input_seconds, make_optimizer, normalization_stats, training_data, wrap_network)
-from keras_dssdn.train.trainer import RunCheckpoint, RunResult, load_checkpoint, train
+The public names below are loaded on first use, so that importing one submodule (e.g. the schedule, which
+``import keras_dssdn`` registers) does not load the whole training stack.
+"""
 
-__all__ = ["CONFIG_DIR", "RunCheckpoint", "RunResult", "TrainConfig", "WarmupCosine", "build_network",
-           "compile_for_training", "dataset_options", "input_seconds", "load_checkpoint", "load_train_config",
-           "make_optimizer", "normalization_stats", "train", "training_data", "wrap_network"]
+import importlib as _importlib
+
+_LAZY = {
+    "CONFIG_DIR": "config", "TrainConfig": "config", "load_train_config": "config", "resume_train_config": "config",
+    "WarmupCosine": "schedule",
+    "build_network": "recipe", "compile_for_training": "recipe", "dataset_options": "recipe",
+    "input_seconds": "recipe", "make_optimizer": "recipe", "normalization_stats": "recipe",
+    "training_data": "recipe", "wrap_network": "recipe",
+    "RunCheckpoint": "trainer", "RunResult": "trainer", "load_checkpoint": "trainer", "train": "trainer",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -83,9 +83,48 @@ class TrainConfig:
         if self.lr_scaling not in LR_SCALINGS:
             raise ConfigError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {self.lr_scaling!r}.")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch_size must be >= 1.")
+            raise ConfigError(f"epochs and batch_size must be >= 1, got epochs={self.epochs}, "
+                              f"batch_size={self.batch_size}.")
+        self._check_ranges()
+        self._check_model()
         self.augment_config()  # validates augment keys
-        self.frontend_params()
+        frontend = self.frontend_params()
+        clip = self.clip_seconds or frontend.clip_seconds
+        if self.segment_seconds is not None and frontend.num_samples(self.segment_seconds) > frontend.num_samples(clip):
+            raise ConfigError(f"segment_seconds={self.segment_seconds:g} is longer than the clips "
+                              f"(clip_seconds={clip:g}); choose a segment of at most {clip:g} s.")
+        for key, seconds in (("clip_seconds", self.clip_seconds), ("segment_seconds", self.segment_seconds)):
+            if seconds is not None and frontend.num_samples(seconds) < frontend.n_fft:
+                raise ConfigError(f"{key}={seconds:g} is shorter than one STFT window "
+                                  f"({frontend.n_fft / frontend.sample_rate:.3f} s at frontend.n_fft={frontend.n_fft}).")
+
+    def _check_ranges(self) -> None:
+        checks = [
+            ("learning_rate", self.learning_rate > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, f"between 0 and epochs ({self.epochs})"),
+            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "between 0 and 1"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"), ("fold", self.fold >= 1, ">= 1"),
+            ("early_stopping_patience", self.early_stopping_patience >= 0, ">= 0 (0: off)"),
+            ("clip_seconds", self.clip_seconds is None or self.clip_seconds > 0, "> 0 (or null)"),
+            ("segment_seconds", self.segment_seconds is None or self.segment_seconds > 0, "> 0 (or null)"),
+        ]
+        for key, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"{key}={getattr(self, key)!r} must be {rule}.")
+
+    def _check_model(self) -> None:
+        """The model names a preset, ``baseline`` or an existing DSSDN config file (checked before any data is read)."""
+        import os
+
+        from keras_dssdn.models.presets import PRESETS
+
+        if self.model != "baseline" and self.model not in PRESETS and not os.path.isfile(self.model):
+            raise ConfigError(f"model must be one of {sorted(PRESETS) + ['baseline']} or a DSSDN config JSON file "
+                              f"(e.g. best_config.json from dssdn-tune); got {self.model!r}.")
+        if self.widths is not None and (self.model == "baseline" or not all(
+                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.widths)):
+            raise ConfigError(f"widths={self.widths!r}: give positive integers, one per DSSDN block "
+                              "(widths does not apply to the baseline).")
 
     def augment_config(self) -> AugmentConfig:
         return from_dict_strict(AugmentConfig, self.augment, "augment", ConfigError)
@@ -104,37 +143,22 @@ class TrainConfig:
         return from_dict_strict(cls, d, "training config", ConfigError)
 
 
-def _parse_value(text: str):
+def _parse_value(item: str, text: str):
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"Override {item!r}: {text!r} is not a valid value (write lists as [a, b], "
+                          "strings with special characters in quotes).") from None
 
 
-def load_train_config(path_or_name: Optional[str] = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """A TrainConfig from a YAML/JSON file (or a name in ``keras_dssdn/configs``) plus ``key=value`` overrides.
+def apply_overrides(d: dict, overrides: Sequence[str]) -> dict:
+    """``d`` (a config dict, changed in place and returned) with ``key=value`` overrides applied.
 
-    Dotted keys reach into dict fields: ``augment.mixup_alpha=0.2``,
-    ``frontend.n_mels=64``. Values are parsed as YAML (``widths=[8,16,24,32,32]``).
+    Dotted keys reach into dict fields: ``augment.mixup_alpha=0.2``, ``frontend.n_mels=64``. Values are parsed
+    as YAML (``widths=[8,16,24,32,32]``, ``segment_seconds=null``).
     """
-    import yaml
-
-    d: Dict[str, Any] = {}
-    if path_or_name:
-        path = Path(path_or_name)
-        if not path.is_file():
-            for ext in (".yaml", ".yml", ".json"):
-                if (CONFIG_DIR / f"{path_or_name}{ext}").is_file():
-                    path = CONFIG_DIR / f"{path_or_name}{ext}"
-                    break
-            else:
-                names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-                raise ConfigError(f"Training config {path_or_name!r} is neither a file nor one of {names}.")
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: expected a mapping of config keys, got {type(d).__name__}.")
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"Override {item!r} is not key=value.")
@@ -145,5 +169,65 @@ def load_train_config(path_or_name: Optional[str] = None, overrides: Sequence[st
             target = target.setdefault(p, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"Override {item!r}: {p!r} is not a mapping.")
-        target[parts[-1]] = _parse_value(value)
-    return TrainConfig.from_dict(d)
+        target[parts[-1]] = _parse_value(item, value)
+    return d
+
+
+def _read_config_file(path_or_name: str) -> dict:
+    import yaml
+
+    path = Path(path_or_name)
+    if not path.is_file():
+        for ext in (".yaml", ".yml", ".json"):
+            if (CONFIG_DIR / f"{path_or_name}{ext}").is_file():
+                path = CONFIG_DIR / f"{path_or_name}{ext}"
+                break
+        else:
+            names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+            raise ConfigError(f"Training config {path_or_name!r} is neither a file nor one of {names}.")
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(d).__name__}.")
+    return d
+
+
+def load_train_config(path_or_name: Optional[str] = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """A TrainConfig from a YAML/JSON file (or a name in ``keras_dssdn/configs``) plus ``key=value`` overrides
+    (see :func:`apply_overrides`)."""
+    d: Dict[str, Any] = _read_config_file(path_or_name) if path_or_name else {}
+    return TrainConfig.from_dict(apply_overrides(d, overrides))
+
+
+#: Keys that a resumed run may change: they do not alter the experiment.
+RESUME_MAY_CHANGE = ("verbose", "strategy", "cache", "data", "eval_data")
+
+
+def config_changes(saved: TrainConfig, new: TrainConfig, allowed: Sequence[str] = RESUME_MAY_CHANGE) -> list:
+    """``["key: saved -> new", ...]`` for the fields that differ, other than ``allowed``."""
+    return [f"{f.name}: {getattr(saved, f.name)!r} -> {getattr(new, f.name)!r}" for f in dataclasses.fields(saved)
+            if f.name not in allowed and getattr(saved, f.name) != getattr(new, f.name)]
+
+
+def resume_train_config(saved: dict, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The configuration of a run being resumed: its saved ``config.json`` with ``overrides`` applied.
+
+    A resumed run continues the experiment as it was configured (its epochs, learning-rate schedule, recipe):
+    an override that would change it raises ConfigError naming the keys; only :data:`RESUME_MAY_CHANGE` may
+    differ (``data``/``eval_data`` let a moved dataset be found again; its labels are checked).
+    """
+    base = TrainConfig.from_dict(dict(saved))
+    cfg = TrainConfig.from_dict(apply_overrides(json_copy(saved), overrides))
+    changes = config_changes(base, cfg)
+    if changes:
+        raise ConfigError("--resume continues the run as it was configured, but these overrides change it: "
+                          + "; ".join(changes) + ". Drop them, or start a new run (another name=) with them.")
+    return cfg
+
+
+def json_copy(d: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(d))

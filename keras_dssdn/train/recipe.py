@@ -6,7 +6,6 @@ trainer, the tuner and distillation build on them.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Optional
 
@@ -18,6 +17,7 @@ from keras_dssdn.errors import ConfigError, ResumeError
 from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end, compute_normalization_stats
 from keras_dssdn.layers.labels import LabelVocabulary
 from keras_dssdn.train.config import TrainConfig
+from keras_dssdn.train.schedule import WarmupCosine
 
 # ----------------------------------------------------------------------------
 # Data
@@ -60,7 +60,8 @@ def input_seconds(cfg: TrainConfig) -> float:
 def build_network(cfg: TrainConfig, classes: int) -> keras.Model:
     """The bare network (log-mel in, probabilities out) a config names."""
     from keras_dssdn.models.baseline import DCASEBaseline
-    from keras_dssdn.models.dssdn import PRESETS, build_dssdn, resolve_config
+    from keras_dssdn.models.presets import PRESETS, resolve_config
+    from keras_dssdn.models.dssdn import build_dssdn
 
     shape = cfg.frontend_params().input_shape(input_seconds(cfg))
     if cfg.model == "baseline":
@@ -78,32 +79,6 @@ def build_network(cfg: TrainConfig, classes: int) -> keras.Model:
         changes["widths"] = list(cfg.widths)
     name = f"dssdn_{cfg.model}" if cfg.model in PRESETS else "dssdn"
     return build_dssdn(dssdn.replace(**changes), name=name)
-
-
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up over ``warmup_steps`` to ``peak``, then cosine decay to ``peak * min_ratio`` at ``total_steps``."""
-
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.01):
-        self.peak = float(peak)
-        self.total_steps = int(max(1, total_steps))
-        self.warmup_steps = int(max(0, warmup_steps))
-        self.min_ratio = float(min_ratio)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = tf.cast(max(self.warmup_steps, 1), tf.float32)
-        decay_steps = tf.cast(max(self.total_steps - self.warmup_steps, 1), tf.float32)
-        progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
-        cosine = self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + tf.cos(math.pi * progress))
-        lr = tf.where(step < self.warmup_steps, (step + 1.0) / warm, cosine)
-        return self.peak * lr
-
-    def get_config(self):
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                "min_ratio": self.min_ratio}
-
-
-keras.saving.register_keras_serializable(package="keras_dssdn")(WarmupCosine)
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:

@@ -42,11 +42,9 @@ import keras
 from keras_dssdn import runs
 from keras_dssdn.errors import ConfigError, ResumeError
 from keras_dssdn.fileio import save_model_atomic, write_json_atomic
-from keras_dssdn.layers.frontend import NormalizationStats
-from keras_dssdn.layers.labels import LabelVocabulary
 from keras_dssdn.runs import RunFolder
 import keras_dssdn.train.distribute as distribute
-from keras_dssdn.train.config import TrainConfig
+from keras_dssdn.train.config import RESUME_MAY_CHANGE, TrainConfig, config_changes
 from keras_dssdn.train.distribute import local_batchnorm_config
 from keras_dssdn.train.recipe import (_use_mixed_precision, build_network, compile_for_training, dataset_options,
                                       normalization_stats, training_data, wrap_network)
@@ -160,10 +158,6 @@ def _open_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool, dist: "distr
     if resume:
         if not RunFolder(run_dir).exists:
             raise ResumeError(f"{run_dir}: not a run folder (no config.json); check out_dir= and name=.")
-        saved = TrainConfig.from_dict(RunFolder(run_dir).config())
-        # a resumed run keeps its recipe; only the epoch budget, verbosity and the strategy may change
-        cfg = dataclasses.replace(saved, epochs=cfg.epochs, verbose=cfg.verbose, strategy=cfg.strategy)
-        vocabulary = RunFolder(run_dir).vocabulary()
         record = run_dir / runs.DISTRIBUTION
         trained = json.loads(record.read_text()) if record.is_file() else {"strategy": "default", "replicas": 1}
         if int(trained["replicas"]) != dist.replicas:
@@ -171,9 +165,20 @@ def _open_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool, dist: "distr
                 f"{run_dir} was trained on {trained['replicas']} replica(s) (strategy {trained['strategy']}); this "
                 f"process has {dist.replicas} ({dist.describe()}). The global batch and the learning-rate schedule "
                 f"depend on the replica count: resume with --strategy {trained['strategy']} on as many devices.")
+        saved = TrainConfig.from_dict(RunFolder(run_dir).config())
+        changes = config_changes(saved, cfg)
+        if changes:  # a resumed run continues the experiment as it was configured
+            raise ResumeError(f"{run_dir} was configured otherwise; resuming it with " + "; ".join(changes)
+                              + " would change the experiment. Resume with the run's own settings (dssdn-train "
+                              "--resume name=... reads them from its config.json) or start a new run (another name=).")
+        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in RESUME_MAY_CHANGE})
+        vocabulary = RunFolder(run_dir).vocabulary()
     else:
         if dist.is_chief and run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir} already exists; resume it with --resume, or choose another name=.")
+            if not RunFolder(run_dir).clear_unstarted():
+                raise FileExistsError(f"{run_dir} already exists; resume it with --resume, or choose another name=.")
+            if cfg.verbose:
+                print(f"{run_dir}: an earlier run of this name stopped before its first epoch ended; starting again.")
         vocabulary = None
     return cfg, vocabulary
 

@@ -1,0 +1,72 @@
+"""dssdn-complexity: parameters, MACs (and int8 bytes) of the presets, a tuned config or a saved model.
+
+    dssdn-complexity                          # summary of every preset, with its budget check
+    dssdn-complexity --size small --seconds 1 --table
+    dssdn-complexity --config best_config.json --int8
+    dssdn-complexity --model runs/small/best.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from keras_dssdn.cli.common import run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from keras_dssdn.models.presets import PRESETS
+
+    p = argparse.ArgumentParser(prog="dssdn-complexity", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--size", choices=sorted(PRESETS), help="one preset (default: summary of all)")
+    src.add_argument("--config", help="DSSDN config JSON (e.g. a tuned one)")
+    src.add_argument("--model", help="a saved .keras model (any architecture)")
+    p.add_argument("--seconds", type=float, default=None, help="clip length for the input (default: the model's own)")
+    p.add_argument("--table", action="store_true", help="print the per-layer table")
+    p.add_argument("--int8", action="store_true", help="also convert to int8 TFLite and report its bytes")
+    return p
+
+
+def _model(args):
+    from keras_dssdn.inference.evaluate import load_classifier
+    from keras_dssdn.models.dssdn import build_dssdn
+    from keras_dssdn.models.presets import resolve_config
+
+    if args.model:
+        return load_classifier(args.model)
+    try:
+        cfg = resolve_config(args.size or args.config)
+    except (ValueError, TypeError, OSError) as e:
+        from keras_dssdn.errors import ConfigError
+
+        raise ConfigError(f"--config {args.config}: {e}") from None
+    return build_dssdn(cfg, name=f"dssdn_{args.size}" if args.size else "dssdn")
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.seconds is not None and not args.seconds > 0:
+        p.error(f"--seconds must be > 0, got {args.seconds}.")
+    if args.model and not os.path.isfile(args.model):
+        p.error(f"model file not found: {args.model}")
+
+    def body() -> int:
+        from keras_dssdn.analysis.complexity import preset_summary, profile
+        from keras_dssdn.models.presets import PRESETS
+
+        if args.size is None and args.config is None and args.model is None:
+            print(preset_summary(list(PRESETS), int8=args.int8))
+            return 0
+        report = profile(_model(args), seconds=args.seconds, int8=args.int8)
+        print(report.table() if args.table else report.summary_line())
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""dssdn-evaluate: evaluate a .keras or .tflite model (or a run folder) on a labelled DCASE split or CSV.
+
+    dssdn-evaluate --model runs/small --data ../shared/data/tut17-dev
+    dssdn-evaluate --model runs/small/best.keras --data ../shared/data/tut17-dev --out eval/
+    dssdn-evaluate --model bundle/model_int8.tflite --labels runs/small/labels.json \\
+        --data ../shared/data/tut17-dev --out eval_int8
+
+A model inside a run folder (the folder, its best.keras or checkpoint/last.keras) is evaluated with the run's
+own front end, clip length, segment length and class names (keras_dssdn.runs); options given here win.
+Prints the Markdown report; --out writes metrics.json, metrics.md and confusion.png. A model shorter than
+the clips (1-s segments) is evaluated per clip by averaging its segment probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from keras_dssdn.cli.common import run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dssdn-evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help=".keras or .tflite file, or a run folder")
+    p.add_argument("--data", required=True, help="DCASE dataset folder or path,label CSV")
+    p.add_argument("--split", default="evaluate")
+    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--labels", help="labels.json (default: in the model, or the run's)")
+    p.add_argument("--normalization", help="normalization.json, for a .tflite that expects normalised input")
+    p.add_argument("--frontend", help="frontend.json (default: the run's, else the package default)")
+    p.add_argument("--clip-seconds", type=float, help="default: the run's clip_seconds")
+    p.add_argument("--segment-seconds", type=float, help="default: the run's segment_seconds, or the model's input")
+    p.add_argument("--skip-missing", action="store_true")
+    p.add_argument("--out", help="folder for metrics.json / metrics.md / confusion.png")
+    return p
+
+
+def _settings(args):
+    """``(model path, vocabulary, frontend, normalization, clip_seconds, segment_seconds)`` from the options and,
+    where they are silent, from the run folder the model belongs to."""
+    import json
+
+    from keras_dssdn.layers.frontend import NormalizationStats
+    from keras_dssdn.layers.labels import LabelVocabulary
+    from keras_dssdn.params import FrontEndParams
+    from keras_dssdn.runs import find_run
+
+    path = Path(args.model)
+    if not path.exists():
+        raise FileNotFoundError(f"Model not found: {path}")
+    run = find_run(path)
+    model_path = run.model_path() if path.is_dir() and run else path
+    vocab = LabelVocabulary.load(args.labels) if args.labels else (run.vocabulary() if run else None)
+    frontend = (FrontEndParams.from_dict(json.loads(Path(args.frontend).read_text())) if args.frontend
+                else run.frontend() if run else None)
+    stats = NormalizationStats.load(args.normalization) if args.normalization else None
+    clip = args.clip_seconds or (run.clip_seconds() if run else None)
+    segment = args.segment_seconds or (run.segment_seconds() if run else None)
+    return model_path, vocab, frontend, stats, clip, segment
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from keras_dssdn.analysis.metrics import markdown_report
+        from keras_dssdn.data.datasets import read_clips
+        from keras_dssdn.inference.evaluate import evaluate_model, load_classifier, write_reports
+
+        model_path, vocab, frontend, stats, clip, segment = _settings(args)
+        model = load_classifier(model_path, normalization=stats)
+        clips = read_clips(args.data, split=args.split, fold=args.fold, skip_missing=args.skip_missing)
+        metrics = evaluate_model(model, clips, vocabulary=vocab, frontend=frontend, clip_seconds=clip,
+                                 segment_seconds=segment)
+        title = f"{model_path.name} on {clips.name}"
+        print(markdown_report(metrics, title))
+        if args.out:
+            write_reports(metrics, args.out, title)
+            print(f"wrote {args.out}/metrics.json, metrics.md, confusion.png")
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Command line of the export: a trained model -> float / int8 TFLite and a verified TensorFlow Lite Micro bundle.
+
+    python tools/export.py --model run/best.keras --data ../shared/data/tut17-dev --fold 1 --out bundle/
+    python tools/export.py --run-dir run/ --out bundle/ --qat-epochs 3   # data, fold from the run's config.json
+    python -m keras_dssdn.cli.export ...                                  # the same
+
+Library: :func:`keras_dssdn.deploy.bundle.export_bundle`; the bundle: docs/deployment.md.
+Exit status (:mod:`keras_dssdn.cli.common`): 0 exported and verified; a user's
+error prints one ``error: ...`` line and returns its family's status: 2 a bad
+argument or a missing path, 3 data, 4 a run folder or model file, 6 the
+export (conversion, verification, an existing bundle without ``--force``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from keras_dssdn.cli.common import quiet_tensorflow, run_command
+from keras_dssdn.deploy.settings import DEFAULT_NUM_CALIBRATION, DEFAULT_NUM_VERIFY
+
+PROG = "tools/export.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Export a trained model to float / int8 TFLite and a verified TensorFlow Lite Micro bundle.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a trained .keras model (its run folder, if any, supplies the rest)")
+    src.add_argument("--run-dir", help="a training run folder (best.keras, frontend.json, labels.json, config.json...)")
+    p.add_argument("--out", required=True, help="bundle folder to create (must not exist unless --force)")
+    p.add_argument("--data", help="DCASE dataset folder (e.g. ../shared/data/tut17-dev) or path,label CSV: train "
+                                  "split -> calibration and QAT, evaluate split -> accuracy and bit-exactness inputs "
+                                  "(default: the run's)")
+    p.add_argument("--fold", type=int, default=1, help="evaluation-setup fold (default 1, or the run's)")
+    p.add_argument("--seconds", type=float, default=None, help="clip length the pipeline reads (default: the "
+                                                                "run's, else the front end's clip_seconds, 10)")
+    p.add_argument("--segment", type=float, default=None, help="audio per inference in seconds (default: read off "
+                                                                "the model input, e.g. 1 for a 44-frame model)")
+    p.add_argument("--num-calibration", type=int, default=DEFAULT_NUM_CALIBRATION,
+                   help=f"calibration examples (default {DEFAULT_NUM_CALIBRATION})")
+    p.add_argument("--num-verify", type=int, default=DEFAULT_NUM_VERIFY,
+                   help=f"real inputs for the TFLM bit-exactness check (default {DEFAULT_NUM_VERIFY})")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on this many clips only (smoke tests)")
+    p.add_argument("--qat-epochs", type=int, default=0, help="epochs of quantisation-aware training (0: PTQ only)")
+    p.add_argument("--qat-lr", type=float, default=None, help="QAT learning rate (default 1e-4)")
+    p.add_argument("--qat-batch-size", type=int, default=None, help="QAT batch size (default 32)")
+    p.add_argument("--qat-augment", choices=("run", "none"), default="run",
+                   help="QAT data augmentation: the training run's (config.json; default) or none")
+    p.add_argument("--deploy", choices=("best", "ptq", "qat"), default="best",
+                   help="int8 model for the device files (default: best accuracy on the evaluation set)")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="fail if deployed int8 accuracy is more than this many points below float")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    p.add_argument("--quiet", action="store_true", help="print only the final summary")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace, command: str):
+    """The :class:`~keras_dssdn.deploy.settings.ExportSettings` of parsed arguments."""
+    from keras_dssdn.deploy.settings import ExportSettings
+
+    qat_options = {k: v for k, v in (("learning_rate", args.qat_lr), ("batch_size", args.qat_batch_size),
+                                     ("augment", args.qat_augment)) if v is not None}
+    return ExportSettings.from_options(
+        data=args.data, fold=args.fold, clip_seconds=args.seconds, segment_seconds=args.segment,
+        num_calibration=args.num_calibration, num_verify=args.num_verify, eval_limit=args.eval_limit,
+        qat_epochs=args.qat_epochs, qat_options=qat_options, deploy=args.deploy, max_accuracy_drop=args.max_drop,
+        force=args.force, command=command)
+
+
+def _data_must_exist(path: Optional[str]) -> None:
+    import os
+
+    if path is not None and not os.path.exists(path):
+        raise FileNotFoundError(f"--data {path} does not exist (expected a DCASE folder with evaluation_setup/ "
+                                "or a path,label CSV).")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the export command; returns the exit status (see the module doc)."""
+    args = build_parser().parse_args(argv)
+    command = f"python {PROG} " + " ".join(sys.argv[1:] if argv is None else list(argv))
+    quiet_tensorflow()
+
+    def body() -> int:
+        from keras_dssdn.deploy.bundle import export_bundle
+        from keras_dssdn.deploy.report import summary_line
+
+        _data_must_exist(args.data)
+        log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+        result = export_bundle(args.model or args.run_dir, args.out, settings_from_args(args, command), log=log)
+        print(summary_line(result.report))
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
