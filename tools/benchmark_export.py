@@ -5,7 +5,7 @@
         --data ../shared/data/tut17-dev --fold 1 --out-root bundles/ --qat-epochs 2
 
 Each model (a .keras file or a run folder) is exported with
-:func:`keras_dssdn.deploy.export.export_bundle` into ``OUT_ROOT/<name>``; the table is
+:func:`keras_dssdn.deploy.bundle.export_bundle` into ``OUT_ROOT/<name>``; the table is
 printed and written to ``OUT_ROOT/benchmark.md`` and ``benchmark.json``.
 
 Without trained models, ``--quick-train small,middle,large,dcase_small_1s``
@@ -19,12 +19,9 @@ numbers are meaningful.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def quick_train(size: str, data: str, fold: int, epochs: int, out_root: str, batch_size: int = 16,
@@ -36,6 +33,7 @@ def quick_train(size: str, data: str, fold: int, epochs: int, out_root: str, bat
     from keras_dssdn.layers.frontend import attach_front_end, compute_normalization_stats
     from keras_dssdn.data.datasets import read_clips
     from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.fileio import save_model_atomic
 
     keras.utils.set_random_seed(seed)
     train = read_clips(data, split="train", fold=fold)
@@ -55,7 +53,7 @@ def quick_train(size: str, data: str, fold: int, epochs: int, out_root: str, bat
     t = time.time()
     hist = model.fit(ds, epochs=epochs, verbose=2)
     path = os.path.join(out_root, f"{size}.keras")
-    model.save(path)
+    save_model_atomic(model, path)
     log(f"quick-trained {size}: {epochs} epochs in {time.time() - t:.0f} s, train accuracy "
         f"{hist.history['accuracy'][-1]:.3f} -> {path}")
     return path
@@ -126,7 +124,9 @@ def main(argv=None) -> int:
     if not models:
         p.error("give .keras files / run folders, or --quick-train")
 
-    from keras_dssdn.deploy.export import ExportError, export_bundle
+    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.errors import DSSDNError
+    from keras_dssdn.fileio import write_json_atomic, write_text_atomic
 
     rows = []
     for src in models:
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
                                    force=args.force, command=cmd, log=lambda *a: print(*a, flush=True))
             rows.append({"name": name, "source": src, "command": cmd, "report": result.report,
                          "quick_trained": src in trained})
-        except (ExportError, ValueError, FileNotFoundError) as e:
+        except (DSSDNError, ValueError, FileNotFoundError) as e:
             print(f"   FAILED: {type(e).__name__}: {e}", flush=True)
             rows.append({"name": name, "source": src, "command": cmd, "error": f"{type(e).__name__}: {e}"})
     text = table(rows)
@@ -155,10 +155,8 @@ def main(argv=None) -> int:
                  "numbers from TFLite's reference kernels, which TFLM matched bit for bit on the verification inputs.")
     md = text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\nCommands:\n\n" + "\n".join(
         f"- `{r['command']}`" for r in rows) + "\n"
-    with open(os.path.join(args.out_root, "benchmark.md"), "w") as f:
-        f.write(md)
-    with open(os.path.join(args.out_root, "benchmark.json"), "w") as f:
-        json.dump(rows, f, indent=1, default=str)
+    write_text_atomic(os.path.join(args.out_root, "benchmark.md"), md)
+    write_json_atomic(os.path.join(args.out_root, "benchmark.json"), rows)
     print("\n" + md)
     return 0 if all("report" in r for r in rows) else 1
 

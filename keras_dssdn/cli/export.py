@@ -1,8 +1,8 @@
-"""Command line of the export: a trained model -> float / int8 TFLite and a verified TensorFlow Lite Micro bundle.
+"""dssdn-export: a trained model -> float / int8 TFLite and a verified TensorFlow Lite Micro bundle.
 
-    python tools/export.py --model run/best.keras --data ../shared/data/tut17-dev --fold 1 --out bundle/
-    python tools/export.py --run-dir run/ --out bundle/ --qat-epochs 3   # data, fold from the run's config.json
-    python -m keras_dssdn.cli.export ...                                  # the same
+    dssdn-export --model run/best.keras --data ../shared/data/tut17-dev --fold 1 --out bundle/
+    dssdn-export --run-dir run/ --out bundle/ --qat-epochs 3     # data, fold from the run's config.json
+    python tools/export.py ... / python -m keras_dssdn.cli.export ...   # the same
 
 Library: :func:`keras_dssdn.deploy.bundle.export_bundle`; the bundle: docs/deployment.md.
 Exit status (:mod:`keras_dssdn.cli.common`): 0 exported and verified; a user's
@@ -14,16 +14,18 @@ export (conversion, verification, an existing bundle without ``--force``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
-from keras_dssdn.cli.common import quiet_tensorflow, run_command
-from keras_dssdn.deploy.settings import DEFAULT_NUM_CALIBRATION, DEFAULT_NUM_VERIFY
+from keras_dssdn.cli.common import run_command
 
-PROG = "tools/export.py"
+PROG = "dssdn-export"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from keras_dssdn.deploy.settings import DEFAULT_NUM_CALIBRATION, DEFAULT_NUM_VERIFY
+
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Export a trained model to float / int8 TFLite and a verified TensorFlow Lite Micro bundle.")
@@ -72,18 +74,23 @@ def settings_from_args(args: argparse.Namespace, command: str):
 
 
 def _data_must_exist(path: Optional[str]) -> None:
-    import os
-
     if path is not None and not os.path.exists(path):
         raise FileNotFoundError(f"--data {path} does not exist (expected a DCASE folder with evaluation_setup/ "
                                 "or a path,label CSV).")
 
 
+def command_line(argv: Optional[Sequence[str]]) -> str:
+    """The command as a user would type it again (recorded in the report): ``dssdn-export ...`` when run as
+    that console script, else the equivalent ``python tools/export.py ...``."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    head = PROG if invoked == PROG else "python tools/export.py"
+    return " ".join([head, *(sys.argv[1:] if argv is None else list(argv))])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the export command; returns the exit status (see the module doc)."""
     args = build_parser().parse_args(argv)
-    command = f"python {PROG} " + " ".join(sys.argv[1:] if argv is None else list(argv))
-    quiet_tensorflow()
+    command = command_line(argv)
 
     def body() -> int:
         from keras_dssdn.deploy.bundle import export_bundle

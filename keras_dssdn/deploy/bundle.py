@@ -1,0 +1,265 @@
+"""Export a trained model to float / int8 TFLite and a verified TensorFlow Lite Micro bundle.
+
+Library::
+
+    from keras_dssdn.deploy.bundle import export_bundle
+    result = export_bundle("run/best.keras", "bundle/", data="../shared/data/tut17-dev", fold=1)
+    print(result.report["deployed"], result.path)
+
+Command line (same options): ``python tools/export.py --model run/best.keras
+--data ../shared/data/tut17-dev --fold 1 --out bundle/`` (or ``--run-dir run/``;
+:mod:`keras_dssdn.cli.export`).
+
+:func:`export_bundle` runs these steps, each a function of its own module;
+any failure raises (an :class:`~keras_dssdn.errors.ExportError` subclass, or
+:class:`~keras_dssdn.errors.RunFolderError` / :class:`~keras_dssdn.errors.DataError`
+for the inputs) and leaves no bundle behind:
+
+1. **prepare** (:func:`keras_dssdn.deploy.prepare.prepare_model`): load the
+   model, split off the front end (LogMel, LogMelNormalization) and ClassNames;
+2. **data** (:func:`keras_dssdn.deploy.data.resolve_sources`): the splits and
+   label vocabulary, from the arguments or the training run's config.json;
+3. **calibrate** (:func:`keras_dssdn.deploy.calibrate.calibrate`): at most
+   ``num_calibration`` examples spread over the train split;
+4. **convert** (:func:`keras_dssdn.deploy.convert.convert`): float TFLite,
+   int8 by post-training quantisation, optionally int8 by QAT;
+5. **evaluate** (:func:`keras_dssdn.deploy.evaluate.evaluate_models`): float
+   and int8 accuracy / log loss on the evaluate split, and the real inputs of
+   the bit-exactness check;
+6. **verify** (:func:`keras_dssdn.deploy.verify.verify`): float parity, TFLM
+   operators, arena, TFLM == TFLite reference kernels bit for bit;
+7. **write** (:func:`write_bundle`): the files of :func:`bundle_files`, the
+   report and a manifest into a temporary sibling folder renamed into place
+   (:func:`keras_dssdn.fileio.atomic_folder`). Contents: docs/deployment.md.
+
+Units: sizes in bytes, accuracies as fractions in JSON (percent in Markdown),
+log loss in nats, durations in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Union
+
+import numpy as np
+
+from keras_dssdn.deploy import csources
+from keras_dssdn.deploy.calibrate import calibrate
+from keras_dssdn.deploy.convert import Conversion, convert
+from keras_dssdn.deploy.data import evaluation_set, resolve_sources
+from keras_dssdn.deploy.evaluate import accuracy_drop, choose_deployed, evaluate_models
+from keras_dssdn.deploy.frontend_constants import frontend_constants
+from keras_dssdn.deploy.prepare import PreparedModel, prepare_model
+from keras_dssdn.deploy.report import build_report, report_markdown
+from keras_dssdn.deploy.settings import ExportSettings
+from keras_dssdn.deploy.verify import verification_inputs, verify
+from keras_dssdn.errors import BundleExistsError, VerificationError
+from keras_dssdn.fileio import atomic_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
+from keras_dssdn.inference.tflite import TFLiteRunner
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """Where the bundle is and what the export measured (``report`` = report.json)."""
+
+    path: str
+    report: dict
+    files: List[str]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_destination(out_dir: PathLike, force: bool) -> Path:
+    """The bundle folder as an absolute path; raises when it exists (without ``force``), is a file, or its
+    parent folder is missing."""
+    out = Path(out_dir).resolve()
+    if out.exists() and not force:
+        raise BundleExistsError(f"Bundle folder {out} exists; pass force=True (--force) to replace it, or choose "
+                                "another --out.")
+    if out.exists() and not out.is_dir():
+        raise BundleExistsError(f"{out} exists and is not a folder; remove it or choose another --out.")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"The parent folder of the bundle, {out.parent}, does not exist; create it first.")
+    return out
+
+
+def device_constants(prep: PreparedModel, deployed: bytes) -> dict:
+    """:func:`~keras_dssdn.deploy.frontend_constants.frontend_constants` for the deployed int8 model's input
+    and output quantisation."""
+    r = TFLiteRunner(deployed, reference=True)
+    return frontend_constants(prep.frontend, [int(d) for d in r.input["shape"]], float(r.input_scale),
+                              int(r.input_zero_point), prep.normalization, prep.class_names, float(r.output_scale),
+                              int(r.output_zero_point), seconds=prep.segment_seconds)
+
+
+# ---------------------------------------------------------------------------
+# The write step
+# ---------------------------------------------------------------------------
+
+
+def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: dict, consts: dict) -> Dict[str, str]:
+    """``micro/``: model array, op resolver, model settings, front-end constants, example program."""
+    settings = {"arena_bytes": checks["arena"]["recommended_bytes"], "arena_min_bytes": checks["arena"]["min_bytes"],
+                "model_bytes": len(deployed), "input_shape": [1, *prep.input_shape],
+                "input_scale": consts["input_quantization"]["scale"],
+                "input_zero_point": consts["input_quantization"]["zero_point"],
+                "output_scale": consts["output_quantization"]["scale"],
+                "output_zero_point": consts["output_quantization"]["zero_point"],
+                "class_names": prep.class_names or [f"class_{i}" for i in range(prep.num_classes)]}
+    comment = f"model_int8.tflite ({chosen.upper()}), sha256 {_sha256(deployed)}"
+    sources = csources.c_array_source(deployed, "g_dssdn_model_data", "dssdn_model_data.h", comment=comment)
+    sources["dssdn_op_resolver.h"] = csources.op_resolver_header(checks["operators"])
+    sources.update(csources.model_settings_sources(settings))
+    sources.update(csources.frontend_sources(consts))
+    sources["dssdn_example.cc"] = csources.example_source()
+    return sources
+
+
+def _frontend_npz(prep: PreparedModel, consts: dict) -> bytes:
+    """``frontend.npz``: dense window, mel filterbank ``(n_fft/2+1, n_mels)``, fused int8 map, normalisation."""
+    from keras_dssdn.layers.frontend import mel_filterbank, stft_window
+
+    extra = {}
+    if prep.normalization is not None:
+        extra = {"norm_mean": np.asarray(prep.normalization.mean, np.float32),
+                 "norm_std": np.asarray(prep.normalization.std, np.float32)}
+    buf = io.BytesIO()
+    np.savez(buf, window=stft_window(prep.frontend), mel_filterbank=mel_filterbank(prep.frontend),
+             logmel_to_int8_scale=np.asarray(consts["logmel_to_int8"]["scale"], np.float32),
+             logmel_to_int8_offset=np.asarray(consts["logmel_to_int8"]["offset"], np.float32), **extra)
+    return buf.getvalue()
+
+
+def bundle_files(prep: PreparedModel, conversion: Conversion, chosen: str, checks: dict,
+                 consts: dict) -> Dict[str, Union[bytes, str]]:
+    """Every file of the bundle but the report and the manifest: ``{relative path: bytes or text}``.
+    ``checks``: :func:`keras_dssdn.deploy.verify.check_int8` of the deployed model."""
+    files: Dict[str, Union[bytes, str]] = {"model_float.tflite": conversion.float_model,
+                                           "model_int8.tflite": conversion.int8[chosen]}
+    files.update({f"model_int8_{name}.tflite": fb for name, fb in conversion.int8.items()})
+    micro_files = _micro_sources(prep, conversion.int8[chosen], chosen, checks, consts)
+    files.update({f"micro/{name}": text for name, text in micro_files.items()})
+    files["frontend.json"] = consts
+    files["frontend.npz"] = _frontend_npz(prep, consts)
+    return files
+
+
+def _write(folder: Path, name: str, content) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        write_bytes_atomic(path, content)
+    elif isinstance(content, str):
+        write_text_atomic(path, content)
+    else:
+        write_json_atomic(path, content)
+
+
+def _check_written(folder: Path, deployed: bytes) -> None:
+    """Re-read what a device gets: the written model and C array must be the verified bytes."""
+    written = (folder / "model_int8.tflite").read_bytes()
+    c_bytes = csources.parse_c_array((folder / "micro" / "dssdn_model_data.cc").read_text())
+    if written != deployed or c_bytes != deployed:
+        raise VerificationError("The written model files do not match the verified model bytes.")
+
+
+def write_bundle(out: PathLike, files: Dict[str, Union[bytes, str, dict]], report: dict, deployed: bytes, *,
+                 force: bool = False, started: Optional[float] = None) -> List[str]:
+    """Write ``files`` (bytes, text or JSON values), ``report.json``, ``report.md`` and ``manifest.json`` (size and
+    SHA-256 of every file) into ``out`` atomically: a temporary sibling folder renamed into place only when all
+    is written and the model files re-read equal ``deployed``; ``force`` replaces an existing folder.
+    ``report["seconds"]`` is set from ``started`` (a ``time.time()``). Returns the relative paths written."""
+    with atomic_folder(out, replace=force) as tmp:
+        for name, content in files.items():
+            _write(tmp, name, content)
+        _check_written(tmp, deployed)
+        report["seconds"] = round(time.time() - (started or time.time()), 1)
+        _write(tmp, "report.json", report)
+        _write(tmp, "report.md", report_markdown(report))
+        names = sorted(files) + ["report.json", "report.md"]
+        manifest = {}
+        for name in names:
+            data = (tmp / name).read_bytes()
+            manifest[name] = {"bytes": len(data), "sha256": _sha256(data)}
+        _write(tmp, "manifest.json", manifest)
+    return names + ["manifest.json"]
+
+
+# ---------------------------------------------------------------------------
+# The export
+# ---------------------------------------------------------------------------
+
+
+def _describe(model) -> str:
+    return str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
+
+
+def _prepare(model, settings: ExportSettings, log: Callable):
+    """Step 1: the prepared model and the settings completed with its run's data folder, fold and clip length."""
+    o = settings.model
+    prep = prepare_model(model, segment_seconds=o.segment_seconds, frontend=o.frontend,
+                         normalization=o.normalization, class_names=o.class_names)
+    completed = settings.with_run_defaults(prep.run_config)
+    if completed.data.data is not None and settings.data.data is None:
+        log(f"  data from the run's config: {completed.data.data} (fold {completed.data.fold})")
+    log(f"  model input {prep.input_shape} ({prep.segment_seconds:g} s), {prep.num_classes} classes; split off: "
+        f"{prep.split_off or 'nothing'}")
+    return prep, completed
+
+
+def _evaluate(prep: PreparedModel, conversion: Conversion, evaluation, num_verify: int, log: Callable):
+    """Step 5: ``(metrics per model, examples spread over the evaluation set)``; ``(None, None)`` without one."""
+    if evaluation is None:
+        return None, None
+    result = evaluate_models(prep.core, conversion.int8, evaluation, class_names=prep.class_names,
+                             verify_count=num_verify, log=log)
+    return result.metrics, result.verify_inputs
+
+
+def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] = None, *, log: Callable = print,
+                  **options) -> ExportResult:
+    """Export ``model`` (a ``keras.Model``, a ``.keras`` file or a run folder) to a verified TFLite Micro bundle
+    in ``out_dir`` (see the module doc).
+
+    Options: an :class:`~keras_dssdn.deploy.settings.ExportSettings`, or its flat keywords
+    (:meth:`~keras_dssdn.deploy.settings.ExportSettings.from_options`): ``data``, ``fold``, ``train_data``,
+    ``eval_data``, ``representative``, ``evaluation``, ``verify_inputs``, ``clip_seconds``,
+    ``num_calibration`` (200), ``num_verify`` (16), ``eval_limit``; ``segment_seconds``, ``frontend``,
+    ``normalization``, ``class_names``; ``qat_epochs`` (0), ``qat_train``, ``qat_options``; ``deploy``
+    (``"best"``, ``"ptq"``, ``"qat"``), ``max_accuracy_drop`` (points), ``force``, ``command``.
+    """
+    if settings is not None and options:
+        raise TypeError("Pass either settings= or keyword options, not both.")
+    settings = settings or ExportSettings.from_options(**options)
+    started = time.time()
+    out = check_destination(out_dir, settings.force)
+    log(f"Exporting {_describe(model)} -> {out}")
+    prep, settings = _prepare(model, settings, log)
+    prep, sources = resolve_sources(prep, settings.data)
+    calibration = calibrate(prep, settings.data, sources, log)
+    evaluation, eval_report = evaluation_set(prep, settings.data, sources)
+    conversion = convert(prep, calibration, settings.qat, sources, log)
+    metrics, pool = _evaluate(prep, conversion, evaluation, settings.data.num_verify, log)
+    inputs, verify_report = verification_inputs(settings.data.verify_inputs, pool, calibration.examples,
+                                                settings.data.num_verify, prep.input_shape)
+    verification = verify(prep.core, conversion, inputs, log)
+    chosen = choose_deployed(settings.deploy, conversion.int8, metrics)
+    drop = accuracy_drop(metrics, chosen, settings.max_accuracy_drop)
+    consts = device_constants(prep, conversion.int8[chosen])
+    data_report = {"calibration": calibration.report, "evaluation": eval_report, "verification": verify_report}
+    report = build_report(prep, data_report, conversion, verification, metrics, chosen, drop, consts,
+                          settings.command, str(out))
+    files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts)
+    written = write_bundle(out, files, report, conversion.int8[chosen], force=settings.force, started=started)
+    log(f"  bundle written: {out} ({chosen.upper()} deployed, {report['flash_bytes']:,} B flash, "
+        f"{report['arena_bytes']:,} B arena) in {report['seconds']:.0f} s")
+    return ExportResult(str(out), report, written)

@@ -1,0 +1,157 @@
+"""The export's clips: which splits, which label vocabulary, and the training pipeline's datasets over them.
+
+Every dataset here is :func:`keras_dssdn.data.pipeline.make_dataset` with the
+model's front end, normalisation and segment length, so calibration,
+evaluation and QAT see exactly what training saw: ``training=False`` (no
+shuffling, no augmentation; batches ``(x, y, metadata)``, ``x`` normalised
+log-mel ``(B, n_mels, frames, 1)``, ``y`` class ids ``(B,)``), or for QAT
+``training=True`` with the run's augmentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+import numpy as np
+
+from keras_dssdn.deploy.prepare import PreparedModel
+from keras_dssdn.deploy.settings import DataSettings, QATSettings
+from keras_dssdn.errors import ConfigError, ExportError
+
+
+def spread(n: int, k: int) -> np.ndarray:
+    """``min(n, k)`` indices spread evenly over ``range(n)`` (int64, sorted)."""
+    if n <= 0 or k <= 0:
+        return np.zeros(0, np.int64)
+    if k >= n:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSources:
+    """The splits an export reads (a ClipList, a DCASE folder or a CSV; None when not given), its fold,
+    the clip length (seconds; None: the front end's) and the label vocabulary (None without clips)."""
+
+    train: object = None
+    evaluate: object = None
+    fold: int = 1
+    clip_seconds: Optional[float] = None
+    vocabulary: object = None
+
+    def clips(self, split: str):
+        """The ClipList of ``split`` (``"train"`` or ``"evaluate"``), by :func:`keras_dssdn.data.datasets.read_clips`."""
+        from keras_dssdn.data.datasets import read_clips
+
+        return read_clips(self.train if split == "train" else self.evaluate, split=split, fold=self.fold)
+
+
+def resolve_sources(prep: PreparedModel, settings: DataSettings) -> Tuple[PreparedModel, DataSources]:
+    """The splits and the vocabulary: the model's class names, else the train split's labels (then the
+    returned model carries them). Raises ExportError when the data's classes do not fit the model."""
+    train = settings.train_data if settings.train_data is not None else settings.data
+    evaluate = settings.eval_data if settings.eval_data is not None else settings.data
+    sources = DataSources(train, evaluate, settings.fold, settings.clip_seconds)
+    if train is None and evaluate is None:
+        return prep, sources
+    from keras_dssdn.data.datasets import read_clips
+    from keras_dssdn.layers.labels import LabelVocabulary
+
+    if prep.class_names is not None:
+        vocab = LabelVocabulary(prep.class_names)
+    else:
+        train_clips = read_clips(train if train is not None else evaluate, split="train", fold=settings.fold)
+        vocab = train_clips.vocabulary()
+        prep = dataclasses.replace(prep, class_names=list(vocab.names), sources={
+            **prep.sources, "class_names": f"labels of {train_clips.name or 'the training split'}"})
+    if len(vocab) != prep.num_classes:
+        raise ExportError(f"The data has {len(vocab)} classes {list(vocab.names)} but the model has "
+                          f"{prep.num_classes} outputs; export with the dataset the model was trained on.")
+    return prep, dataclasses.replace(sources, vocabulary=vocab)
+
+
+def clip_length(prep: PreparedModel, sources: DataSources) -> float:
+    """Seconds every clip is cropped / padded to."""
+    return prep.frontend.clip_seconds if sources.clip_seconds is None else float(sources.clip_seconds)
+
+
+def pipeline_dataset(prep: PreparedModel, clips, sources: DataSources, *, batch_size: int = 32, augment=None,
+                     seed: int = 0):
+    """``(dataset, segments per clip)`` of ``clips`` through the training pipeline (see the module doc).
+
+    ``augment`` (an AugmentConfig): shuffled and augmented like training, for QAT; soft labels with mixup.
+    """
+    from keras_dssdn.data.pipeline import make_dataset
+
+    clip_s, seg = clip_length(prep, sources), prep.segment_seconds
+    if seg > clip_s + 1e-9:
+        raise ExportError(f"The model takes {seg:g} s but clips are cut to {clip_s:g} s; pass --seconds >= {seg:g}.")
+    segment = None if abs(seg - clip_s) < 1e-9 else seg
+    common = dict(batch_size=batch_size, vocabulary=sources.vocabulary, clip_seconds=clip_s, segment_seconds=segment,
+                  cache=None, normalization=prep.normalization)
+    if augment is None:
+        ds = make_dataset(clips, prep.frontend, training=False, with_metadata=True, label_mode="int", **common)
+    else:
+        ds = make_dataset(clips, prep.frontend, training=True, augment=augment, seed=seed, **common)
+    per_clip = 1 if segment is None else prep.frontend.num_samples(clip_s) // prep.frontend.num_samples(segment)
+    return ds, per_clip
+
+
+def evaluation_set(prep: PreparedModel, settings: DataSettings, sources: DataSources) -> Tuple[object, Optional[dict]]:
+    """``(evaluation data or None, report entry)``: the given ``evaluation``, else the evaluate split
+    (``eval_limit`` clips spread over it, when set)."""
+    if settings.evaluation is not None:
+        return settings.evaluation, {"source": "given"}
+    if sources.evaluate is None:
+        return None, None
+    clips = sources.clips("evaluate")
+    total = len(clips)
+    if settings.eval_limit:
+        clips = clips.subset(list(spread(total, settings.eval_limit)))
+    ds, per_clip = pipeline_dataset(prep, clips, sources)
+    return ds, {"source": f"{clips.name or 'evaluate split'}", "clips": len(clips), "segments_per_clip": per_clip,
+                "limited": bool(settings.eval_limit), "of_clips": total}
+
+
+def qat_augment(choice, run_config: Optional[dict]):
+    """AugmentConfig for QAT (None: no augmentation): ``"run"`` = the training run's (when its config has one),
+    ``"none"``, a dict or an AugmentConfig."""
+    from keras_dssdn.data.augment import AugmentConfig
+
+    run_config = run_config or {}
+    if choice is None or choice == "none" or (choice == "run" and "augment" not in run_config):
+        return None
+    if choice == "run":
+        choice = run_config.get("augment") or {}
+    if isinstance(choice, dict):
+        choice = AugmentConfig(**choice)
+    if not isinstance(choice, AugmentConfig):
+        raise ConfigError(f"QAT augment must be 'run', 'none', a dict or an AugmentConfig, got {choice!r}.")
+    return choice if choice.any else None
+
+
+def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSources) -> Tuple[object, dict]:
+    """``(training data, run_qat options)`` for quantisation-aware training.
+
+    ``qat.train`` when given; else the train split, with the run's augmentation
+    (a freshly augmented pass per epoch: ``epoch -> dataset``) and label
+    smoothing unless ``options["augment"]`` says otherwise.
+    """
+    options = dict(qat.options or {})
+    choice = options.pop("augment", "run")
+    if qat.train is not None:
+        return qat.train, options
+    if sources.train is None:
+        raise ExportError("QAT needs training data: pass data= (a DCASE folder) or qat_train=(x, y).")
+    run_config = prep.run_config or {}
+    options.setdefault("label_smoothing", float(run_config.get("label_smoothing") or 0.0))
+    clips = sources.clips("train")
+    augment = qat_augment(choice, run_config)
+    if augment is None:
+        return pipeline_dataset(prep, clips, sources)[0], options
+
+    def fresh_pass(epoch: int):
+        return pipeline_dataset(prep, clips, sources, augment=augment, seed=1000 + epoch)[0]
+
+    return fresh_pass, options

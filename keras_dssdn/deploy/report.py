@@ -1,0 +1,193 @@
+"""What an export measured: ``report.json`` (:func:`build_report`), ``report.md`` (:func:`report_markdown`)
+and the one-line summary of the command line (:func:`summary_line`).
+
+Units: sizes in bytes, accuracies as fractions in JSON (percent in Markdown),
+log loss in nats, durations in seconds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from typing import Dict, List, Optional
+
+from keras_dssdn.analysis.budgets import DCASE_MAX_INT8_BYTES, DCASE_MAX_PARAMS
+from keras_dssdn.deploy.convert import Conversion
+from keras_dssdn.deploy.frontend_constants import frontend_constant_bytes
+from keras_dssdn.deploy.prepare import PreparedModel
+from keras_dssdn.deploy.verify import Verification
+
+VERSIONED = ("ai-edge-litert", "tflite-micro", "tensorflow-model-optimization", "tf-keras")
+
+
+def versions() -> dict:
+    """Versions of TensorFlow, Keras and the conversion / interpreter packages (None: not installed)."""
+    from importlib import metadata
+
+    import keras
+    import tensorflow as tf
+
+    out = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    for dist in VERSIONED:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _model_entry(prep: PreparedModel) -> dict:
+    return {"source": prep.source, "name": prep.core.name, "input_shape": list(prep.input_shape),
+            "segment_seconds": prep.segment_seconds, "classes": prep.num_classes, "class_names": prep.class_names,
+            "parameters": int(prep.core.count_params()), "split_off": prep.split_off, "sources": prep.sources,
+            "notes": prep.notes}
+
+
+def _int8_entries(verification: Verification, metrics: Optional[Dict[str, dict]]) -> Dict[str, dict]:
+    out = {}
+    for name, checks in verification.int8.items():
+        out[name] = dict(checks)
+        if metrics is not None:
+            out[name]["metrics"] = metrics[name]
+    return out
+
+
+def _budget_entry(parameters: int, int8_weight_bytes: int) -> dict:
+    return {"parameters": parameters, "parameters_limit": DCASE_MAX_PARAMS, "int8_weight_bytes": int8_weight_bytes,
+            "int8_bytes_limit": DCASE_MAX_INT8_BYTES,
+            "fits": bool(parameters <= DCASE_MAX_PARAMS and int8_weight_bytes <= DCASE_MAX_INT8_BYTES)}
+
+
+def build_report(prep: PreparedModel, data: dict, conversion: Conversion, verification: Verification,
+                 metrics: Optional[Dict[str, dict]], chosen: str, drop: Optional[float], constants: dict,
+                 command: Optional[str] = None, bundle: str = "") -> dict:
+    """``report.json`` (without ``seconds``, which the write step adds). ``data``: the calibration / evaluation /
+    verification entries; ``metrics``: per model (None without an evaluation set); ``chosen``: the deployed
+    int8 model; ``drop``: its accuracy points below float; ``constants``: the front-end constants."""
+    int8 = _int8_entries(verification, metrics)
+    model = _model_entry(prep)
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "model": model,
+        "data": data,
+        "float": {"bytes": len(conversion.float_model), "max_abs_diff_vs_keras": verification.float_max_abs_diff,
+                  "metrics": None if metrics is None else metrics["float"]},
+        "int8": int8,
+        "deployed": chosen,
+        "deployed_accuracy_drop_points": drop,
+        "qat": conversion.qat_info,
+        "dcase_budget": _budget_entry(model["parameters"], int8[chosen]["bytes"]["int8_weights"]),
+        "flash_bytes": len(conversion.int8[chosen]),
+        "frontend_flash_bytes": frontend_constant_bytes(constants),
+        "arena_bytes": int8[chosen]["arena"]["recommended_bytes"],
+        "arena_min_bytes": int8[chosen]["arena"]["min_bytes"],
+        "versions": versions(),
+        "bundle": bundle,
+    }
+
+
+# ---------------------------------------------------------------------------
+# report.md
+# ---------------------------------------------------------------------------
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _pct(v) -> str:
+    return "-" if _missing(v) else f"{100 * v:.2f} %"
+
+
+def _num(v, fmt: str = "{:.3f}") -> str:
+    return "-" if _missing(v) else fmt.format(v)
+
+
+def _md_summary(report: dict) -> List[str]:
+    m = report["model"]
+    lines = [f"# Export report: {m['name']}", "",
+             f"- source: `{m['source']}`",
+             f"- input: int8 log-mel {m['input_shape']} ({m['segment_seconds']:g} s), {m['classes']} classes, "
+             f"{m['parameters']:,} parameters",
+             f"- split off (run on the device as front-end constants): {', '.join(m['split_off']) or 'nothing'}",
+             f"- front end: {m['sources'].get('frontend')}; normalisation: {m['sources'].get('normalization')}",
+             f"- deployed int8 model: **{report['deployed'].upper()}**, flash {report['flash_bytes']:,} B, "
+             f"tensor arena {report['arena_bytes']:,} B (measured minimum {report['arena_min_bytes']:,} B); "
+             f"front-end constants {report.get('frontend_flash_bytes', 0):,} B flash"]
+    if report.get("command"):
+        lines.append(f"- command: `{report['command']}`")
+    lines += [f"- note: {note}" for note in m.get("notes") or []]
+    lines += ["", "## Data", ""]
+    lines += [f"- {key}: " + ", ".join(f"{k} {v}" for k, v in report["data"][key].items())
+              for key in ("calibration", "evaluation", "verification") if report["data"].get(key)]
+    return lines
+
+
+def _md_metrics(m: Optional[dict]) -> str:
+    """``accuracy | log loss | clip accuracy | clip log loss`` cells."""
+    m = m or {}
+    clip = m.get("clip") or {}
+    return (f"{_pct(m.get('accuracy'))} | {_num(m.get('log_loss'))} | {_pct(clip.get('accuracy'))} | "
+            f"{_num(clip.get('log_loss'))}")
+
+
+def _md_table(report: dict) -> List[str]:
+    lines = ["", "## Accuracy and size", "",
+             "| model | accuracy | log loss | clip accuracy | clip log loss | file bytes | int8 weight bytes | "
+             "arena bytes (min / recommended) | TFLM bit-exact |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+             f"| float (Keras) | {_md_metrics(report['float'].get('metrics'))} | "
+             f"{report['float']['bytes']:,} (float TFLite) | - | - | - |"]
+    for name, v in report["int8"].items():
+        be = v["bit_exactness"]
+        lines.append(
+            f"| int8 {name.upper()}{' (deployed)' if name == report['deployed'] else ''} | "
+            f"{_md_metrics(v.get('metrics'))} | {v['bytes']['file']:,} | {v['bytes']['int8_weights']:,} | "
+            f"{v['arena']['min_bytes']:,} / {v['arena']['recommended_bytes']:,} | "
+            f"{'yes' if be['bit_exact'] else 'NO'} ({be['inputs']} inputs) |")
+    if report.get("deployed_accuracy_drop_points") is not None:
+        lines += ["", f"Deployed int8 accuracy is {report['deployed_accuracy_drop_points']:+.2f} points below float "
+                      "(negative: above). int8 numbers come from TFLite's reference kernels, which TFLM matched bit "
+                      "for bit on the verification inputs."]
+    return lines
+
+
+def _md_budget_and_operators(report: dict) -> List[str]:
+    b = report["dcase_budget"]
+    return ["", "## DCASE budget", "",
+            f"- parameters {b['parameters']:,} (limit {b['parameters_limit']:,}); int8 weights "
+            f"{b['int8_weight_bytes']:,} B (limit {b['int8_bytes_limit']:,} B): "
+            f"{'fits' if b['fits'] else 'does NOT fit'}",
+            "", "## Operators (TFLM resolver)", "", ", ".join(report["int8"][report["deployed"]]["operators"])]
+
+
+def _md_qat(q: Optional[dict]) -> List[str]:
+    if not q:
+        return []
+    return ["", "## Quantisation-aware training", "",
+            f"- epochs {q.get('epochs')}, learning rate {q.get('learning_rate')}, examples {q.get('examples')}, "
+            f"mirror max |diff| vs Keras 3 {_num(q.get('mirror_max_abs_diff'), '{:.2e}')}",
+            f"- history: {json.dumps(q.get('history'))}"]
+
+
+def report_markdown(report: dict) -> str:
+    """report.md: the numbers of report.json as tables."""
+    lines = (_md_summary(report) + _md_table(report) + _md_budget_and_operators(report) + _md_qat(report.get("qat"))
+             + ["", f"Versions: {json.dumps(report['versions'])}", ""])
+    return "\n".join(lines)
+
+
+def summary_line(r: dict) -> str:
+    """``bundle B; float acc A %; PTQ acc A % bit-exact yes; ...; deployed PTQ: F B flash, A B arena``."""
+    parts = [f"bundle {r.get('bundle') or ''}".strip()]
+    fm = r["float"].get("metrics")
+    if fm:
+        parts.append(f"float acc {_pct(fm['accuracy'])}")
+    for name, v in r["int8"].items():
+        mm = v.get("metrics")
+        acc = f" acc {_pct(mm['accuracy'])}" if mm else ""
+        parts.append(f"{name.upper()}{acc} bit-exact {'yes' if v['bit_exactness']['bit_exact'] else 'NO'}")
+    parts.append(f"deployed {r['deployed'].upper()}: {r['flash_bytes']:,} B flash, {r['arena_bytes']:,} B arena")
+    return "; ".join(p for p in parts if p)
