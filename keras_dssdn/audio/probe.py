@@ -68,6 +68,22 @@ class AudioInfo:
         return None if self.frames is None else self.frames / self.sample_rate
 
 
+def count_non_finite(info: AudioInfo) -> int:
+    """NaN and infinite samples in a float WAV (0 for integer PCM and FLAC, which cannot hold them).
+
+    Reads the ``data`` chunk of ``wav_f32`` / ``wav_f64`` files with NumPy; called before training so that a
+    corrupt float file is named instead of turning the normalisation statistics and losses into NaN.
+    """
+    if info.encoding not in ("wav_f32", "wav_f64"):
+        return 0
+    import numpy as np
+
+    dtype = "<f4" if info.encoding == "wav_f32" else "<f8"
+    count = info.data_bytes // np.dtype(dtype).itemsize if info.data_bytes >= 0 else -1
+    samples = np.fromfile(info.path, dtype=dtype, count=count, offset=info.data_offset)
+    return int(samples.size - np.count_nonzero(np.isfinite(samples)))
+
+
 # --------------------------------------------------------------------------
 # Header probing (Python, header bytes only)
 # --------------------------------------------------------------------------

@@ -17,9 +17,16 @@ cause to one line on standard error and an exit status:
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Callable, Optional
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up lines (CUDA probing, oneDNN notices) off the terminal; a user's own
+    ``TF_CPP_MIN_LOG_LEVEL`` wins. Effective only before TensorFlow is first imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def user_error_code(error: BaseException) -> Optional[int]:

@@ -23,6 +23,7 @@ labels), so bad input fails with a named file before training starts.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 from typing import Optional, Sequence, Union
 
@@ -78,6 +79,30 @@ def probe_clips(clips: ClipList, workers: int = 8) -> list:
     return [info for info, _ in results]
 
 
+def _check_finite(clips, infos) -> None:
+    """Refuse float WAVs holding NaN or infinite samples, naming them (before any decoding in TensorFlow)."""
+    bad = [(c, n) for c, i in zip(clips, infos) if (n := audio_ops.count_non_finite(i))]
+    if bad:
+        shown = "; ".join(f"{c.filename} ({c.where}): {n} samples" for c, n in bad[:5])
+        more = f"; and {len(bad) - 5} more files" if len(bad) > 5 else ""
+        raise AudioFormatError(f"{len(bad)} of {len(clips)} audio files of {clips.name or 'the dataset'} hold NaN or "
+                               f"infinite samples: {shown}{more}. Re-export them or remove their rows.")
+
+
+@contextlib.contextmanager
+def decoding_errors():
+    """Turn a decoding error that TensorFlow raises while a dataset is iterated (a FLAC file corrupt in its middle,
+    a truncated WAV: the op's message names the file) into an :class:`~keras_dssdn.errors.AudioFormatError`."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        lines = [line.strip() for line in str(e.message).splitlines() if line.strip()]
+        useful = [line for line in lines if "corrupt" in line.lower() or "decoded" in line.lower()
+                  or line.lower().endswith((".wav", ".flac"))] or lines[:1]
+        raise AudioFormatError("Decoding failed while reading the data: " + " ".join(useful)[:600]
+                               + " - re-download or convert the file, or remove its row.") from None
+
+
 def _check_lengths(clips, infos, target_samples, sample_rate, pad_short):
     short = []
     for clip, info in zip(clips, infos):
@@ -93,7 +118,8 @@ def _check_lengths(clips, infos, target_samples, sample_rate, pad_short):
         shortest = min(i.duration for _, i in short)
         raise ShortClipError(
             f"{len(short)} of {len(clips)} clips are shorter than the {need:g} s the pipeline crops to: "
-            f"{shown}{more}. Pass pad_short=True to zero-pad them, set clip_seconds to at most "
+            f"{shown}{more}. Pass pad_short=true (a training config key; pad_short=True in make_dataset) to zero-pad "
+            f"them, set clip_seconds to at most "
             f"{shortest:g}, or remove them from the metadata."
         )
     return len(short)
@@ -206,6 +232,7 @@ def make_dataset(
     infos = probe_clips(clips)
     clip_seconds = p.clip_seconds if clip_seconds is None else float(clip_seconds)
     clip_samples = p.num_samples(clip_seconds)
+    _check_finite(clips, infos)
     _check_lengths(clips, infos, clip_samples, p.sample_rate, pad_short)
     segment_samples = None
     if segment_seconds is not None:

@@ -22,7 +22,7 @@ import numpy as np
 from keras_dssdn.data.datasets import ClipList
 from keras_dssdn.layers.labels import LabelVocabulary, vocabulary_from_model
 from keras_dssdn.analysis.metrics import aggregate_clips, classification_metrics, markdown_report, plot_confusion
-from keras_dssdn.errors import DataError
+from keras_dssdn.errors import DataError, ModelFileError, UnknownLabelError
 from keras_dssdn.fileio import write_json_atomic, write_text_atomic
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 
@@ -58,13 +58,16 @@ def load_classifier(path, normalization=None):
     Raises :class:`~keras_dssdn.errors.ModelFileError` naming the file when it is missing, has another suffix,
     or is not a model the package can load (a truncated download, another file renamed).
     """
-    from keras_dssdn.errors import ModelFileError
-
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"Model file not found: {path}")
     if path.suffix not in (".tflite", ".keras"):
         raise ModelFileError(f"{path}: expected a .keras or .tflite model file.")
+    import zipfile
+
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a Keras archive (a .keras file is a zip archive written by model.save); "
+                             "it may be truncated or another file renamed: re-export or re-download it.")
     try:
         if path.suffix == ".tflite":
             return TFLiteClassifier(path, normalization=normalization)
@@ -128,25 +131,24 @@ def evaluate_model(
     shorter than the clips. Raises ValueError when the clips carry labels the
     model does not know.
     """
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import decoding_errors, make_dataset
 
     p = frontend or DEFAULT_FRONTEND
     vocab = vocabulary or vocabulary_from_model(model)
     if vocab is None:
-        raise ValueError("The model carries no class names (ClassNames layer); pass vocabulary= (e.g. labels.json).")
+        raise ModelFileError("The model carries no class names (ClassNames layer); pass vocabulary= (e.g. labels.json).")
     unknown = sorted({c.label for c in clips if c.label is not None} - set(vocab))
     if unknown:
-        raise ValueError(f"{clips.name}: labels {unknown} are not among the model's classes {list(vocab)}; "
+        raise UnknownLabelError(f"{clips.name}: labels {unknown} are not among the model's classes {list(vocab)}; "
                          "evaluate on data with the classes the model was trained on.")
     clip_s = clip_seconds or p.clip_seconds
     frames = _input_frames(model)
     if segment_seconds is None and frames < p.num_frames(clip_s):
-        segment_seconds = next((s / 10 for s in range(1, int(clip_s * 10) + 1) if p.num_frames(s / 10) == frames), None)
-        if segment_seconds is None:
-            raise ValueError(f"The model takes {frames} frames, which matches no clip length on a 0.1-s grid.")
+        segment_seconds = p.seconds_for_frames(frames)
     ds = make_dataset(clips, p, training=False, vocabulary=vocab, clip_seconds=clip_s,
                       segment_seconds=segment_seconds, batch_size=batch_size, with_metadata=True, cache=None)
-    probs, labels, meta = predict_probabilities(model, ds)
+    with decoding_errors():
+        probs, labels, meta = predict_probabilities(model, ds)
     clip_index, devices = meta["clip_index"], meta["device"].astype(str)
     if segment_seconds is None:
         out = classification_metrics(labels, probs, vocab.names, devices)

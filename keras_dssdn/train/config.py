@@ -28,6 +28,9 @@ class TrainConfig:
       or a path to a DSSDN config JSON (e.g. one written by ``tools/tune.py``).
     data: dataset folder (DCASE layout) or a ``path,label`` CSV; ``eval_data``
       the evaluate split (default: the same folder's fold ``fold`` evaluate list).
+    monitor: what chooses ``best.keras``: ``val_accuracy`` / ``val_loss`` on the evaluate split (model
+      selection on data that is then reported: optimistic), or ``last`` (the final epoch; no selection).
+    pad_short: zero-pad clips shorter than the clip length instead of refusing them.
     segment_seconds: cut clips into segments of this length (1.0: the DCASE
       2022-2024 setting); evaluation averages segment predictions per clip.
     strategy: ``default`` (one device), ``mirrored`` (all local GPUs, or the
@@ -44,6 +47,7 @@ class TrainConfig:
     eval_data: Optional[str] = None
     fold: int = 1
     skip_missing: bool = False
+    pad_short: bool = False
     clip_seconds: Optional[float] = None
     segment_seconds: Optional[float] = None
     frontend: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -76,8 +80,8 @@ class TrainConfig:
             raise ConfigError(f"normalization must be global, per_band or none, got {self.normalization!r}.")
         if self.mixed_precision not in ("auto", "on", "off"):
             raise ConfigError(f"mixed_precision must be auto, on or off, got {self.mixed_precision!r}.")
-        if self.monitor not in ("val_accuracy", "val_loss"):
-            raise ConfigError(f"monitor must be val_accuracy or val_loss, got {self.monitor!r}.")
+        if self.monitor not in ("val_accuracy", "val_loss", "last"):
+            raise ConfigError(f"monitor must be val_accuracy, val_loss or last, got {self.monitor!r}.")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")
         if self.lr_scaling not in LR_SCALINGS:
@@ -202,7 +206,7 @@ def load_train_config(path_or_name: Optional[str] = None, overrides: Sequence[st
 
 
 #: Keys that a resumed run may change: they do not alter the experiment.
-RESUME_MAY_CHANGE = ("verbose", "strategy", "cache", "data", "eval_data")
+RESUME_MAY_CHANGE = ("verbose", "strategy", "cache", "data", "eval_data", "out_dir", "name")
 
 
 def config_changes(saved: TrainConfig, new: TrainConfig, allowed: Sequence[str] = RESUME_MAY_CHANGE) -> list:
@@ -216,7 +220,7 @@ def resume_train_config(saved: dict, overrides: Sequence[str] = ()) -> TrainConf
 
     A resumed run continues the experiment as it was configured (its epochs, learning-rate schedule, recipe):
     an override that would change it raises ConfigError naming the keys; only :data:`RESUME_MAY_CHANGE` may
-    differ (``data``/``eval_data`` let a moved dataset be found again; its labels are checked).
+    differ (``data``/``eval_data``/``out_dir``/``name`` let moved folders be found again; labels are checked).
     """
     base = TrainConfig.from_dict(dict(saved))
     cfg = TrainConfig.from_dict(apply_overrides(json_copy(saved), overrides))

@@ -96,7 +96,7 @@ def dataset_options(cfg: TrainConfig, vocabulary: LabelVocabulary) -> dict:
     datasets (front end, vocabulary, clip/segment length, one-hot labels, batch size, cache)."""
     return dict(frontend=cfg.frontend_params(), vocabulary=vocabulary, clip_seconds=cfg.clip_seconds,
                 segment_seconds=cfg.segment_seconds, label_mode="one_hot", batch_size=cfg.batch_size,
-                cache=cfg.cache)
+                cache=cfg.cache, pad_short=cfg.pad_short)
 
 
 def normalization_stats(cfg: TrainConfig, train_clips: ClipList,

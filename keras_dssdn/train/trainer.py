@@ -56,8 +56,8 @@ from keras_dssdn.train.recipe import (_use_mixed_precision, build_network, compi
 
 class RunCheckpoint(keras.callbacks.Callback):
     """Every epoch: ``checkpoint/last.keras`` (model + optimizer state) and ``state.json``,
-    ``best.keras`` when the monitored value improves, and early stopping whose
-    counters survive a resume. All writes are atomic."""
+    ``best.keras`` when the monitored value improves (every epoch for ``monitor="last"``: no model selection on
+    the evaluate split), and early stopping whose counters survive a resume. All writes are atomic."""
 
     def __init__(self, run_dir: Path, monitor: str, patience: int, state: Optional[dict] = None):
         super().__init__()
@@ -75,13 +75,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def _improved(self, value) -> bool:
-        if self.best is None:
+        if self.best is None or self.monitor == "last":
             return True
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        value = logs.get(self.monitor)
+        value = float(epoch + 1) if self.monitor == "last" else logs.get(self.monitor)
         if value is None:
             raise KeyError(f"Early stopping monitors {self.monitor!r} but the epoch logs have {sorted(logs)}.")
         improved = self._improved(value)
@@ -196,8 +196,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.c
 
     ``cfg.strategy`` other than ``default`` trains with ``tf.distribute`` (:mod:`keras_dssdn.train.distribute`):
     ``batch_size`` per replica, the learning rate scaled by ``cfg.lr_scaling``, the model built (or loaded)
-    in ``strategy.scope()``; with several workers only the chief writes the run folder.
+    in ``strategy.scope()``; with several workers only the chief writes the run folder. A file that fails to
+    decode in the middle of training raises :class:`~keras_dssdn.errors.AudioFormatError` naming it; the
+    checkpoints written so far are kept (``resume=True`` continues once the file is fixed).
     """
+    from keras_dssdn.data.pipeline import decoding_errors
+
+    with decoding_errors():
+        return _train(cfg, resume, callbacks)
+
+
+def _train(cfg: TrainConfig, resume: bool, callbacks: Sequence[keras.callbacks.Callback]) -> RunResult:
     from keras_dssdn.inference.evaluate import evaluate_model, write_reports
     from keras_dssdn.data.pipeline import make_dataset
 
@@ -269,7 +278,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.c
             if verbose:
                 print(f"{run_dir}: already trained to epoch {initial_epoch}; evaluating.")
         else:
-            monitor = cfg.monitor if eval_ds is not None else cfg.monitor.replace("val_", "")
+            monitor = cfg.monitor if eval_ds is not None or cfg.monitor == "last" else cfg.monitor.replace("val_", "")
             checkpoint = RunCheckpoint(out_dir, monitor, cfg.early_stopping_patience if eval_ds is not None else 0,
                                        state)
             cbs = [_LearningRateLogger(), checkpoint,

@@ -9,7 +9,7 @@ import soundfile as sf
 import tensorflow as tf
 
 from keras_dssdn import audio
-from keras_dssdn.audio import native_flac
+from keras_dssdn.audio import native_flac, tfio_compat
 from keras_dssdn.errors import AudioFormatError, UnsupportedAudioError
 
 # (soundfile format, subtype, expected encoding)
@@ -54,6 +54,8 @@ def test_native_flac_op_is_used_and_matches_tfio(tmp_path):
     if not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")):
         pytest.skip("no C++ compiler: the pipeline falls back to tensorflow-io's FLAC decoder")
     assert native_flac.flac_decoder_name() == "native"
+    if not tfio_compat.available():  # the TF 2.21 stack; test_decode_matches_soundfile_exactly still runs
+        pytest.skip(f"no tensorflow-io reference decoder: {tfio_compat.status()[1]}")
     import tensorflow_io as tfio
 
     path = str(tmp_path / "x.flac")
@@ -257,6 +259,32 @@ def test_tfio_fallback_decodes_the_same(tmp_path, monkeypatch):
     path = str(tmp_path / "x.flac")
     sf.write(path, _signal(channels=2), 44100, subtype="PCM_24")
     monkeypatch.setenv("KERAS_DSSDN_FLAC_DECODER", "tfio")
+    if not tfio_compat.available():  # the TF 2.21 stack: test_without_tfio_the_fallbacks_say_what_is_missing
+        pytest.skip(f"tensorflow-io fallback unavailable: {tfio_compat.status()[1]}")
     assert native_flac.flac_decoder_name() == "tfio"
     x, _ = audio.read_audio(path)
+    np.testing.assert_array_equal(x.numpy(), sf.read(path, dtype="float32", always_2d=True)[0])
+
+
+def test_without_tfio_the_fallbacks_say_what_is_missing(tmp_path, monkeypatch):
+    """Where tensorflow-io's native ops do not load (TF 2.21), the package needs them for nothing but its
+    fallbacks: those raise an error naming the cause, and one warning per process lists what is missing."""
+    import warnings
+
+    path = str(tmp_path / "x.flac")
+    sf.write(path, _signal(channels=1), 16000, subtype="PCM_16")
+    monkeypatch.setattr(tfio_compat, "_state", (None, "tensorflow-io is not installed"))
+    monkeypatch.setattr(tfio_compat, "_warned", False)
+    monkeypatch.setenv("KERAS_DSSDN_FLAC_DECODER", "tfio")
+    assert native_flac.flac_decoder_name() == "none"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(UnsupportedAudioError, match="Decoding FLAC without the native FLAC op.*tensorflow-io"):
+            audio.read_audio(path)
+        with pytest.raises(UnsupportedAudioError, match=r"resample\(method='tfio'\).*TensorFlow 2.17"):
+            audio.resample(np.zeros(100, "float32"), 16000, 44100, method="tfio")
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(said) == 1 and "not available: FLAC decoding when the native FLAC op" in said[0], said
+    monkeypatch.delenv("KERAS_DSSDN_FLAC_DECODER")
+    x, _ = audio.read_audio(path)  # the native op does not need tensorflow-io
     np.testing.assert_array_equal(x.numpy(), sf.read(path, dtype="float32", always_2d=True)[0])

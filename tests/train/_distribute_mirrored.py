@@ -1,6 +1,6 @@
 """Child process of tests/test_distribute.py: single-device vs MirroredStrategy on 2 logical CPU devices.
 
-Usage: python tests/_distribute_mirrored.py DATA OUT  (KERAS_DSSDN_CPU_DEVICES=2 in the environment).
+Usage: python tests/train/_distribute_mirrored.py DATA OUT  (KERAS_DSSDN_CPU_DEVICES=2 in the environment).
 Trains the same model from the same seed on the same batches (no shuffle, no augmentation, no dropout):
 ``single`` (batch 6, one device) for 2 epochs, and ``mirrored`` (2 replicas x batch 3 = global batch 6,
 lr_scaling=none) killed after epoch 1 and resumed for epoch 2. Writes OUT/result.json.

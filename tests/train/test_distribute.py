@@ -23,7 +23,7 @@ from keras_dssdn.data.synthetic import make_synthetic_dataset
 from keras_dssdn.errors import ConfigError
 from keras_dssdn.train import load_train_config, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "warmup_epochs=1", "verbose=0"]
 
 
@@ -147,7 +147,7 @@ def test_mirrored_two_cpu_replicas_match_single_device_and_resume(tiny_data, tmp
     batch variance), grown by Adam over 6 steps of a 4-channel model. The tolerances below are ~3-10x that."""
     out = tmp_path / "mirrored"
     log = tmp_path / "mirrored.log"
-    codes = _run_all([([sys.executable, str(REPO / "tests" / "_distribute_mirrored.py"), str(tiny_data), str(out)],
+    codes = _run_all([([sys.executable, str(REPO / "tests" / "train" / "_distribute_mirrored.py"), str(tiny_data), str(out)],
                        _env(**{distribute.CPU_DEVICES_ENV: "2"}), log)], timeout=900)
     assert codes == [0], _tail(log)
     r = json.loads((out / "result.json").read_text())
