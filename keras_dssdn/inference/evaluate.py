@@ -12,10 +12,9 @@ clip; both segment-level and clip-level results are reported.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import numpy as np
 
