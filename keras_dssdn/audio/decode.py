@@ -67,8 +67,9 @@ def _flac_branch(encoding: str):
         x = native_flac.decode_flac(contents, source)
         if x is not None:
             return tf.reshape(x, [-1, channels])
-        import tensorflow_io as tfio  # fallback; native ops: TF 2.17 only (see SPEC)
+        from keras_dssdn.audio import tfio_compat  # fallback; tensorflow-io's native ops load with TF 2.17 only
 
+        tfio = tfio_compat.require(f"Decoding FLAC without the native FLAC op ({native_flac.failure_reason()})")
         if encoding == "flac_s16":
             x = tf.cast(tfio.audio.decode_flac(contents, dtype=tf.int16), tf.float32) / 32768.0
         else:  # tfio returns 24-bit samples left-aligned in int32

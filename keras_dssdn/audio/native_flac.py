@@ -17,7 +17,10 @@ headers and cached (``$KERAS_DSSDN_OP_CACHE`` or ``~/.cache/keras_dssdn``):
 
 If no compiler is available (or ``KERAS_DSSDN_FLAC_DECODER=tfio``) the
 pipeline falls back to ``tfio.audio.decode_flac`` with a warning; set
-``KERAS_DSSDN_FLAC_DECODER=native`` to make that an error instead.
+``KERAS_DSSDN_FLAC_DECODER=native`` to make that an error instead. Where
+tensorflow-io's native ops do not load (TensorFlow 2.21, see
+:mod:`keras_dssdn.audio.tfio_compat`) there is no fallback: decoding FLAC then
+raises an error that names both causes.
 """
 
 from __future__ import annotations
@@ -155,7 +158,9 @@ def flac_op_module():
                 _module = tf.load_op_library(build_flac_op())
             except Exception as e:  # no compiler, no headers, ABI trouble...
                 _failure = str(e)
-                if mode != "native":
+                from keras_dssdn.audio import tfio_compat
+
+                if mode != "native" and tfio_compat.available():
                     warnings.warn(
                         f"keras_dssdn: using tensorflow-io's FLAC decoder (about 8x slower) because the "
                         f"native FLAC op is unavailable: {_failure.splitlines()[0]}",
@@ -166,9 +171,20 @@ def flac_op_module():
     return _module
 
 
+def failure_reason() -> str:
+    """Why the native op is not used: its build/load error, or the environment variable that turned it off."""
+    if os.environ.get("KERAS_DSSDN_FLAC_DECODER", "auto").lower() == "tfio":
+        return "KERAS_DSSDN_FLAC_DECODER=tfio"
+    return (_failure or "not loaded").splitlines()[0][:300]
+
+
 def flac_decoder_name() -> str:
-    """``"native"`` or ``"tfio"``: which FLAC decoder the pipeline uses."""
-    return "native" if flac_op_module() is not None else "tfio"
+    """``"native"``, ``"tfio"`` or ``"none"`` (neither loads): which FLAC decoder the pipeline uses."""
+    if flac_op_module() is not None:
+        return "native"
+    from keras_dssdn.audio import tfio_compat
+
+    return "tfio" if tfio_compat.available() else "none"
 
 
 @tf.autograph.experimental.do_not_convert

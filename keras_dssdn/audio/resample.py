@@ -73,9 +73,11 @@ def resample(x, rate_in: int, rate_out: int, method: str = "polyphase"):
     up, down = rate_out // math.gcd(rate_in, rate_out), rate_in // math.gcd(rate_in, rate_out)
     too_big = (2 * int(math.ceil(RESAMPLE_ZEROS / (min(1.0, up / down) * RESAMPLE_ROLLOFF) / down)) + 1) * down * up > _MAX_RESAMPLE_MATRIX
     if method == "tfio" or too_big:
-        import tensorflow_io as tfio
+        from keras_dssdn.audio import tfio_compat  # tensorflow-io's native ops load with TF 2.17 only
 
-        return tfio.audio.resample(x, rate_in, rate_out)
+        why = "resample(method='tfio')" if method == "tfio" else (
+            f"Resampling {rate_in} -> {rate_out} Hz (its polyphase filter exceeds {_MAX_RESAMPLE_MATRIX} elements)")
+        return tfio_compat.require(why).audio.resample(x, rate_in, rate_out)
     if method != "polyphase":
         raise ValueError(f"Unknown resampling method {method!r}; use 'polyphase' or 'tfio'.")
     up, down, p, w = resampling_matrix(rate_in, rate_out)
