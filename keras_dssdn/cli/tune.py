@@ -1,21 +1,21 @@
-"""Search DSSDN channel widths with KerasTuner under a parameter and a MAC budget.
+"""dssdn-tune: search DSSDN channel widths with KerasTuner under a parameter and a MAC budget.
 
-    python tools/tune.py --size small --data ../shared/data/tut17-dev --out runs/tune/small
-    python tools/tune.py --size small --data DIR --out OUT --algorithm random --max-trials 8 --epochs 6 batch_size=16
-    python tools/tune.py --size dcase_small_1s --data DIR --out OUT          # DCASE limits: 128 K params, 30 MMACs / 1 s
-    python tools/tune.py --size middle --data DIR --out OUT --max-macs 300e6 --objective log_loss
+    dssdn-tune --size small --data ../shared/data/tut17-dev --out runs/tune/small
+    dssdn-tune --size small --data DIR --out OUT --algorithm random --max-trials 8 --epochs 6 batch_size=16
+    dssdn-tune --size dcase_small_1s --data DIR --out OUT          # DCASE limits: 128 K params, 30 MMACs / 1 s
+    dssdn-tune --size middle --data DIR --out OUT --max-macs 300e6 --objective log_loss
 
-Every trial's configuration is profiled before training; one over budget is
-recorded as infeasible (params, MACs, reason) and never trained. Rerunning the
-same command after a kill continues the search (finished trials are kept; only
---max-trials may grow). Writes OUT/best_config.json (for DSSDNSmall(config=...)
-and `tools/train.py --config small model=OUT/best_config.json`), OUT/trials.csv,
-OUT/trials.md and OUT/pareto.png. Trailing key=value pairs override the
-training recipe as in tools/train.py (batch_size=16 warmup_epochs=1 ...).
+(``python tools/tune.py ...`` is the same command; ``tools/launch_tune.sh N ...`` runs it as a distributed
+search.) Every trial's configuration is profiled before training; one over budget is recorded as infeasible
+(params, MACs, reason) and never trained. Rerunning the same command after a kill continues the search
+(finished trials are kept; only --max-trials may grow). Writes OUT/best_config.json (for
+DSSDNSmall(config=...) and `dssdn-train --config small model=OUT/best_config.json`), OUT/trials.csv,
+OUT/trials.md and OUT/pareto.png. Trailing key=value pairs override the training recipe as in dssdn-train
+(batch_size=16 warmup_epochs=1 ...).
 
-Exit status: 0 done; 1 no trial could be trained (or a bug: traceback printed); 2 bad settings or
-arguments, a missing path; 3 bad data; 5 impossible budget (no configuration of the space fits);
-130 interrupted (rerun the same command to resume).
+Exit status (keras_dssdn.cli.common): 0 done; 1 no trial could be trained (or a bug: traceback printed);
+2 bad settings or arguments, a missing path; 3 bad data; 5 impossible budget (no configuration of the space
+fits); 130 interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -86,10 +86,11 @@ def _add_space_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="dssdn-tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_search_arguments(p)
     _add_space_arguments(p)
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="training-recipe overrides (tools/train.py keys)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="training-recipe overrides (dssdn-train keys)")
     return p
 
 

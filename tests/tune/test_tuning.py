@@ -1,35 +1,36 @@
-"""Width search (tools/tune.py): end to end, budgets, infeasible trials, kill-and-resume, the best config."""
+"""Width search (keras_dssdn.tune, dssdn-tune): end to end, budgets, infeasible trials, kill-and-resume, best config."""
 
 import csv
-import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import keras
 import keras_tuner
 
 import keras_dssdn
+from keras_dssdn.cli import tune as tune_cli
 from keras_dssdn.data.synthetic import make_synthetic_dataset
+from keras_dssdn.errors import BudgetError, SearchSettingsError
 from keras_dssdn.train import build_network, load_train_config
-from keras_dssdn.tune.search import (
-    Budget,
+from keras_dssdn.analysis.budgets import Budget
+from keras_dssdn.tune import (
     BudgetBayesianOptimizationOracle,
-    SearchSettingsError,
+    BudgetedTuner,
     SearchSpace,
     pareto_front,
     run_search,
     setup,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("tune_cli", REPO / "tools" / "tune.py")
-tune_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tune_cli)
+REPO = Path(__file__).resolve().parents[2]
 
-# Widths 4..8 (blocks 1-2) and 8..16 (blocks 3-5) in steps of 4, split and SPC ratios searched; 1 epoch per trial.
-RECIPE = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "batch_size=6", "warmup_epochs=1", "verbose=0"]
+# Widths 4..8 (blocks 1-2) and 8..16 (blocks 3-5) in steps of 4, split and SPC ratios searched; 1 epoch per trial;
+# trials on whole 2-s clips (87 frames), whatever segment length the packaged recipe uses.
+RECIPE = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "segment_seconds=null", "batch_size=6", "warmup_epochs=1",
+          "verbose=0"]
 
 
 def _args(data, out, *extra):
@@ -144,13 +145,20 @@ def test_over_budget_trials_are_recorded_never_trained_and_do_not_stop_the_searc
 
 def test_impossible_budget_is_reported_at_start(tiny_data, tmp_path, capsys):
     out = tmp_path / "impossible"
-    assert tune_cli.main(_args(tiny_data, out, "--max-trials", "2", "--max-params", "100")) == 2
+    # exit status: BudgetError.exit_code (5; was a hard-coded 2 before keras_dssdn.errors gave budgets their own)
+    assert BudgetError.exit_code == 5
+    assert tune_cli.main(_args(tiny_data, out, "--max-trials", "2", "--max-params", "100")) == BudgetError.exit_code
     err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [err.strip().splitlines()[-1]]
+    assert "Traceback" not in err  # one line, no traceback
     assert "No configuration can fit the budget (<= 100 params" in err
     assert "the smallest in the search space (widths [4, 4, 8, 8, 8]" in err and "--max-params" in err
     assert not (out / "keras_tuner").exists()  # nothing decoded, no search started
-    assert tune_cli.main(_args(tiny_data, out, "--max-macs", "1e6")) == 2
+    assert tune_cli.main(_args(tiny_data, out, "--max-macs", "1e6")) == BudgetError.exit_code
     assert "MACs per 10 s" in capsys.readouterr().err
+    # a settings error is one line too, with ConfigError's status
+    assert tune_cli.main(_args(tiny_data, out, "epochs=3")) == SearchSettingsError.exit_code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: set epochs with --epochs, not 'epochs=3'"
 
 
 def test_search_space_ranges_and_corners():
@@ -176,7 +184,7 @@ def test_bayesian_oracle_proposes_feasible_configurations(tmp_path):
     hp.Int("width_1", 8, 64, step=8)
     oracle = BudgetBayesianOptimizationOracle(objective=keras_tuner.Objective("score", "max"), max_trials=20,
                                               num_initial_points=3, hyperparameters=hp, seed=3)
-    oracle._set_project_dir(str(tmp_path), "bo")
+    BudgetedTuner(oracle=oracle, directory=str(tmp_path), project_name="bo")  # gives the oracle its folder
     for width in (8, 16, 48):  # bigger is better: an unconstrained GP goes for the top of the range
         trial = oracle.create_trial("tuner0")
         trial.hyperparameters.values["width_1"] = width
@@ -188,3 +196,13 @@ def test_bayesian_oracle_proposes_feasible_configurations(tmp_path):
     oracle.feasibility = lambda values: checked.append(values["width_1"]) or values["width_1"] <= 32
     proposal = oracle.populate_space("y")["values"]["width_1"]
     assert proposal in (24, 32) and len(checked) <= 4  # the best untried candidate within budget
+
+
+def test_tools_wrapper_reports_user_errors_in_one_line(tiny_data, tmp_path):
+    """tools/tune.py is a thin wrapper of keras_dssdn.cli.tune.main: its exit status, one line, no traceback."""
+    out = tmp_path / "wrapped"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "tune.py"),
+                           *_args(tiny_data, out, "--max-params", "100")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == BudgetError.exit_code, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ") or "Traceback" in line]
+    assert len(lines) == 1 and lines[0].startswith("error: No configuration can fit the budget"), proc.stderr[-2000:]

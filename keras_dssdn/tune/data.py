@@ -1,0 +1,44 @@
+"""The data every trial shares, decoded once for the whole search."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from keras_dssdn.errors import SearchSettingsError
+
+
+@dataclasses.dataclass
+class TuningData:
+    """The cached training pipeline and the evaluate fold.
+
+    ``train`` yields ``(x, y)``: log-mel batches ``(B, n_mels, frames, 1)`` float32 and one-hot labels
+    ``(B, classes)``, cached before the augmentation; ``evaluate`` yields ``(x, y, metadata)`` in a fixed
+    order (``metadata["clip_index"]``: ``(B,)`` int, the clip each segment comes from), cached.
+    """
+
+    train: tf.data.Dataset
+    evaluate: tf.data.Dataset
+    steps_per_epoch: int
+    vocabulary: object  # LabelVocabulary
+    stats: object  # NormalizationStats or None
+    train_clips: object  # ClipList
+    eval_clips: object  # ClipList
+
+
+def prepare_data(cfg, clips=None) -> TuningData:
+    """Datasets for a :class:`~keras_dssdn.train.config.TrainConfig` (``clips``: ``training_data(cfg)``'s
+    result, read again when None). :class:`SearchSettingsError` when the data has no evaluate split."""
+    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.train import dataset_options, normalization_stats, training_data
+
+    train_clips, eval_clips, vocab = clips or training_data(cfg)
+    if eval_clips is None:
+        raise SearchSettingsError(f"{cfg.data}: a search needs an evaluate split to score trials; give a DCASE "
+                                  "folder (fold files) or eval_data=<CSV>.")
+    common = dataset_options(cfg, vocab)
+    train = make_dataset(train_clips, training=True, augment=cfg.augment_config(), seed=cfg.seed, **common)
+    evaluate = make_dataset(eval_clips, training=False, with_metadata=True, **common)
+    stats = normalization_stats(cfg, train_clips, vocab)
+    return TuningData(train, evaluate, int(train.cardinality().numpy()), vocab, stats, train_clips, eval_clips)

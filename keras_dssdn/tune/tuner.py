@@ -1,0 +1,177 @@
+"""The budget-aware KerasTuner tuner (one class for random search, Bayesian optimisation and Hyperband).
+
+:class:`BudgetedTuner` subclasses ``keras_tuner.Tuner`` and overrides its
+public ``run_trial``, which returns the trial's metrics:
+
+1. profile the trial's configuration (:meth:`DSSDNHyperModel.check`); over
+   budget: return ``params``, ``macs``, ``infeasible = 1`` (objective NaN) and
+   nothing is built or trained; the budget-aware oracle ends the trial FAILED
+   (:mod:`keras_dssdn.tune.oracles`).
+2. otherwise build the model (``HyperModel.build``), continue from the parent
+   trial's best weights when Hyperband promotes a trial (``tuner/trial_id``,
+   ``tuner/epochs``, ``tuner/initial_epoch``), train it (``HyperModel.fit``)
+   with the best epoch's weights kept in ``trial_<id>/checkpoint.weights.h5``
+   (written atomically), and return the best epoch's metrics plus ``params``,
+   ``macs``, ``seconds`` (wall time) and ``epochs`` (all the weights have seen).
+
+In a distributed search (KerasTuner's ``KERASTUNER_*`` variables) each worker
+does both steps; only the metrics reach the chief.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import keras
+import keras_tuner
+
+from keras_dssdn.errors import SearchSettingsError
+from keras_dssdn.fileio import write_atomic
+from keras_dssdn.tune.feasibility import infeasible_metrics
+from keras_dssdn.tune.oracles import (BudgetBayesianOptimizationOracle, BudgetHyperbandOracle, BudgetOracleMixin,
+                                      BudgetRandomSearchOracle)
+
+#: ``--objective`` -> (metric logged by EvaluateFold, direction).
+OBJECTIVES = {"accuracy": ("eval_accuracy", "max"), "log_loss": ("eval_log_loss", "min")}
+ALGORITHMS = ("random", "bayesian", "hyperband")
+#: A trained trial's best-epoch weights, in its KerasTuner trial folder.
+CHECKPOINT = "checkpoint.weights.h5"
+
+
+def distributed_role() -> Optional[str]:
+    """KerasTuner's distributed tuning, read from its documented environment: ``"chief"`` (``KERASTUNER_TUNER_ID``
+    contains ``chief``: it serves the oracle and trains nothing), ``"worker"`` (another id), or None (one process,
+    ``KERASTUNER_ORACLE_IP`` unset)."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return None
+    return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
+
+
+def save_weights_atomic(model: keras.Model, path) -> Path:
+    """``model.save_weights`` to ``path`` (``*.weights.h5``) through :func:`keras_dssdn.fileio.write_atomic`."""
+    def write(tmp: Path) -> None:
+        staged = tmp.with_suffix(".weights.h5")  # Keras wants the suffix; the temporary name lacks it
+        try:
+            model.save_weights(staged)
+            os.replace(staged, tmp)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    return write_atomic(path, write)
+
+
+class BestEpochCheckpoint(keras.callbacks.Callback):
+    """Save the weights (atomically) whenever the objective improves; every epoch when it is not logged."""
+
+    def __init__(self, objective: keras_tuner.Objective, path):
+        super().__init__()
+        self.objective, self.path = objective, path
+        self.best = float("-inf") if objective.direction == "max" else float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.objective.has_value(logs):
+            value = self.objective.get_value(logs)
+            if not self.objective.better_than(value, self.best):
+                return
+            self.best = value
+        save_weights_atomic(self.model, self.path)
+
+
+def best_epoch_metrics(history: keras.callbacks.History, objective: keras_tuner.Objective) -> Dict[str, float]:
+    """The logged metrics of the epoch with the best objective (the first of equals), as floats."""
+    epochs = [{k: float(v[i]) for k, v in history.history.items() if i < len(v)} for i in range(len(history.epoch))]
+    if not epochs:
+        return {objective.name: float("nan")}
+    best = epochs[0]
+    for logs in epochs[1:]:
+        if objective.better_than(objective.get_value(logs), objective.get_value(best)):
+            best = logs
+    return best
+
+
+class BudgetedTuner(keras_tuner.Tuner):
+    """A KerasTuner tuner that never trains a configuration over budget (any of the three oracles).
+
+    ``trained``: ids of the trials this process trained (resumed trials included, infeasible ones never).
+    """
+
+    def __init__(self, oracle, hypermodel=None, **kwargs):
+        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+        self.trained: List[str] = []
+        if isinstance(self.oracle, BudgetOracleMixin):  # the proposing oracle: here, or on a distributed chief
+            self.oracle.feasibility = getattr(self.hypermodel, "feasible", None)
+
+    def run_trial(self, trial, *args, **kwargs) -> Dict[str, float]:
+        """Profile, then (within budget) train; returns the best epoch's metrics, ``params``, ``macs``,
+        ``seconds`` and ``epochs``, or over budget :func:`infeasible_metrics` without training."""
+        check = self.hypermodel.check(trial.hyperparameters)
+        if not check.fits:
+            if getattr(self.oracle, "verbose", 1):
+                print(f"Trial {trial.trial_id}: {check.reason}; not trained.")
+            return infeasible_metrics(check, self.oracle.objective.name)
+        self.trained.append(trial.trial_id)
+        start = time.perf_counter()
+        history = self.train(trial, *args, **kwargs)
+        metrics = best_epoch_metrics(history, self.oracle.objective)
+        seen = len(history.epoch) + trial.hyperparameters.values.get("tuner/initial_epoch", 0)
+        metrics.update(params=float(check.params), macs=float(check.macs), seconds=time.perf_counter() - start,
+                       epochs=float(seen))
+        return metrics
+
+    def train(self, trial, *args, callbacks=(), **kwargs) -> keras.callbacks.History:
+        """Build and fit the trial's model; the best epoch's weights go to :meth:`checkpoint_path`."""
+        hp = trial.hyperparameters
+        if "tuner/epochs" in hp.values:  # Hyperband: this round's epochs, after the parent's
+            kwargs.update(epochs=hp.values["tuner/epochs"], initial_epoch=hp.values["tuner/initial_epoch"])
+        keras.backend.clear_session()  # as KerasTuner does between trials
+        gc.collect()
+        model = self.hypermodel.build(hp)
+        if "tuner/trial_id" in hp.values:  # Hyperband promotion: continue from the parent's best epoch
+            model.load_weights(self.checkpoint_path(hp.values["tuner/trial_id"]))
+        checkpoint = BestEpochCheckpoint(self.oracle.objective, self.checkpoint_path(trial.trial_id))
+        callbacks = [*copy.deepcopy(list(callbacks)), checkpoint]  # fresh copies for every trial
+        return self.hypermodel.fit(hp, model, *args, callbacks=callbacks, **kwargs)
+
+    def checkpoint_path(self, trial_id: str) -> str:
+        return os.path.join(self.get_trial_dir(trial_id), CHECKPOINT)
+
+
+def make_oracle(algorithm: str, objective: str, *, max_trials: int, epochs: int, seed: int,
+                initial_points: Optional[int], hyperband_factor: int = 3, hyperband_iterations: int = 1,
+                max_consecutive_failed_trials: int = 3) -> BudgetOracleMixin:
+    """The budget-aware oracle of ``algorithm`` for ``objective`` (a key of :data:`OBJECTIVES`)."""
+    if algorithm not in ALGORITHMS:
+        raise SearchSettingsError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+    if objective not in OBJECTIVES:
+        raise SearchSettingsError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}.")
+    common = dict(objective=keras_tuner.Objective(*OBJECTIVES[objective]), seed=seed,
+                  max_consecutive_failed_trials=max_consecutive_failed_trials)
+    if algorithm == "random":
+        return BudgetRandomSearchOracle(max_trials=max_trials, **common)
+    if algorithm == "bayesian":
+        return BudgetBayesianOptimizationOracle(max_trials=max_trials, num_initial_points=initial_points, **common)
+    return BudgetHyperbandOracle(max_epochs=epochs, factor=hyperband_factor,
+                                 hyperband_iterations=hyperband_iterations, **common)
+
+
+def make_tuner(hypermodel, *, algorithm: str = "bayesian", objective: str = "accuracy", max_trials: int = 10,
+               epochs: int = 8, directory, project_name: str = "keras_tuner", seed: int = 0,
+               overwrite: bool = False, initial_points: Optional[int] = None, hyperband_factor: int = 3,
+               hyperband_iterations: int = 1, max_consecutive_failed_trials: int = 3) -> BudgetedTuner:
+    """A budget-aware tuner over ``hypermodel`` (a DSSDNHyperModel). ``epochs`` is per trial (Hyperband: the most
+    any trial gets); ``max_trials`` counts every trial, infeasible ones included (Hyperband sets its own count).
+    Bayesian: ``initial_points`` random trials first (default: half of ``max_trials``, 3 to 3 x blocks + 6)."""
+    if algorithm == "bayesian" and initial_points is None:  # KerasTuner's 3 x dimensions leaves the GP nothing
+        initial_points = min(3 * len(hypermodel.space.widths_min) + 6, max(3, max_trials // 2))
+    oracle = make_oracle(algorithm, objective, max_trials=max_trials, epochs=epochs, seed=seed + 1,
+                         initial_points=initial_points, hyperband_factor=hyperband_factor,
+                         hyperband_iterations=hyperband_iterations,
+                         max_consecutive_failed_trials=max_consecutive_failed_trials)
+    return BudgetedTuner(oracle=oracle, hypermodel=hypermodel, directory=str(directory), project_name=project_name,
+                         overwrite=overwrite)
