@@ -12,6 +12,7 @@ _LAZY = {
     "WarmupCosine": "schedule",
     "build_network": "recipe", "compile_for_training": "recipe", "dataset_options": "recipe",
     "input_seconds": "recipe", "make_optimizer": "recipe", "normalization_stats": "recipe",
+    "use_mixed_precision": "recipe",
     "training_data": "recipe", "wrap_network": "recipe",
     "RunCheckpoint": "trainer", "RunResult": "trainer", "load_checkpoint": "trainer", "train": "trainer",
 }

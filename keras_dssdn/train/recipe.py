@@ -129,7 +129,7 @@ def compile_for_training(model: keras.Model, cfg: TrainConfig, steps_per_epoch: 
     return model
 
 
-def _use_mixed_precision(cfg: TrainConfig) -> bool:
+def use_mixed_precision(cfg: TrainConfig) -> bool:
     if cfg.mixed_precision == "auto":
         return bool(tf.config.list_physical_devices("GPU"))
     return cfg.mixed_precision == "on"

@@ -46,7 +46,7 @@ from keras_dssdn.runs import RunFolder
 import keras_dssdn.train.distribute as distribute
 from keras_dssdn.train.config import RESUME_MAY_CHANGE, TrainConfig, config_changes
 from keras_dssdn.train.distribute import local_batchnorm_config
-from keras_dssdn.train.recipe import (_use_mixed_precision, build_network, compile_for_training, dataset_options,
+from keras_dssdn.train.recipe import (use_mixed_precision, build_network, compile_for_training, dataset_options,
                                       normalization_stats, training_data, wrap_network)
 
 # ----------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def _train(cfg: TrainConfig, resume: bool, callbacks: Sequence[keras.callbacks.C
         if eval_clips is not None:
             print(eval_clips.summary())
 
-    if _use_mixed_precision(cfg):
+    if use_mixed_precision(cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         common = dataset_options(run_cfg, vocab)

@@ -202,10 +202,10 @@ def run_search(settings: SearchSettings, *, callbacks: Sequence[keras.callbacks.
 
 def run_tuner(hm: DSSDNHyperModel, settings: SearchSettings, out: Path, callbacks=()):
     """Decode the data (not on a distributed chief) and run the tuner; returns it."""
-    from keras_dssdn.train.recipe import _use_mixed_precision
+    from keras_dssdn.train.recipe import use_mixed_precision
 
     role = distributed_role()
-    if _use_mixed_precision(hm.train_cfg):
+    if use_mixed_precision(hm.train_cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         if role != "chief":  # a chief only serves the oracle
