@@ -80,6 +80,10 @@ def mel_filterbank(params: Optional[FrontEndParams] = None) -> np.ndarray:
     n_freq = p.n_fft // 2 + 1
     fft_freqs = np.linspace(0.0, p.sample_rate / 2.0, n_freq)
     edges = mel_to_hz(np.linspace(hz_to_mel(p.fmin), hz_to_mel(p.effective_fmax), p.n_mels + 2))
+    # The outer edges are fmin / fmax exactly: the mel round trip lands an ulp off them, above fmax with
+    # numpy 2's exp/log, which gave the Nyquist bin a 1e-17 weight there and not with numpy 1.26. Pinned,
+    # both stacks (docs/install.md) build the same float32 filterbank, bit for bit.
+    edges[0], edges[-1] = p.fmin, p.effective_fmax
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / widths[:-1, None]
