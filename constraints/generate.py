@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Direct pins of each stack (docs/install.md says why) and the extras it installs.
 TOP = {
-    "tf217": (["tensorflow==2.17.1", "keras==3.11.3", "tf-keras==2.17.0", "tensorflow-io==0.37.1",
+    "tf217": (["tensorflow==2.17.1", "keras==3.15.1; python_version >= '3.11'",
+               "keras==3.12.4; python_version < '3.11'", "tf-keras==2.17.0", "tensorflow-io==0.37.1",
                "tensorboard==2.17.1", "tensorflow-model-optimization==0.8.1", "keras-tuner==1.4.8",
                "numpy==1.26.4", "ai-edge-litert==2.3.0", "tflite-micro==0.dev20261023182759",
                "librosa==0.11.0", "soundfile==0.14.0", "nbmake==1.5.5"], "dev,tfio"),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create (or reuse) a virtual environment and install keras_dssdn with one of its two tested
 # stacks (docs/install.md), pinned by constraints/<stack>.txt:
-#   tf217  TensorFlow 2.17.1 + tensorflow-io 0.37.1 (its native ops load), Keras 3.11.3, numpy 1.26  Python 3.10-3.12
-#   tf221  TensorFlow 2.21.0, Keras 3.15.1 (3.12.4 on Python 3.10), tf-keras 2.21, no tensorflow-io  Python 3.10-3.13
+#   tf217  TensorFlow 2.17.1 + tensorflow-io 0.37.1 (its native ops load), numpy 1.26   Python 3.10-3.12
+#   tf221  TensorFlow 2.21.0, tf-keras 2.21, numpy 2, no tensorflow-io                 Python 3.10-3.13
+#   both   Keras 3.15.1 (3.12.4 on Python 3.10)
 #
 # Usage (any folder):
 #   bash tools/setup_env.sh                     ./.venv with a supported Python and the stack that matches it
