@@ -19,6 +19,7 @@ and :func:`require` raises an error saying the same.
 
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from typing import Optional, Tuple
@@ -48,7 +49,9 @@ def _probe() -> Tuple[object, str]:
     except ImportError:
         return None, "tensorflow-io is not installed"
     except Exception as e:  # NotImplementedError "undefined symbol" on TF >= 2.18, OSError...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        text = str(e).strip()
+        cause = re.search(r"undefined symbol: \S+", text)  # the usual cause, on tensorflow-io's "caused by" line
+        first = cause.group(0).rstrip("'\"]") if cause else (text.splitlines() or [type(e).__name__])[0][:300]
         return None, f"tensorflow-io's native ops do not load with TensorFlow {tf.__version__} ({first})"
     return tfio_module, f"tensorflow-io {getattr(tfio_module, '__version__', '?')} native ops loaded"
 
