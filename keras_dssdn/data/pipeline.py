@@ -204,29 +204,10 @@ def make_dataset(
             + ". Check the metadata and the audio folder."
         )
     augment = augment if (training and augment is not None and augment.any) else None
-    if label_mode is None:
-        label_mode = "one_hot" if augment is not None and augment.uses_mixup else "int"
-    if label_mode not in LABEL_MODES:
-        raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}.")
-    if augment is not None and augment.uses_mixup and label_mode != "one_hot":
-        raise ValueError("mixup makes soft labels: use label_mode='one_hot' (or None).")
-
-    # ---- labels (before touching audio) ----
-    labelled = [c.label is not None for c in clips]
-    if any(labelled) and not all(labelled):
-        first = next(c for c in clips if c.label is None)
-        raise DataError(f"{first.where}: {first.filename!r} has no label while other clips do. Label it or remove the row.")
-    if all(labelled):
-        vocab = vocabulary or clips.vocabulary()
-        label_ids = vocab.encode(clips.labels, [f"{c.where} ({c.filename})" for c in clips])
-    else:
-        if training:
-            raise DataError(f"{clips.name or 'The dataset'} has no labels; a training set needs them.")
-        vocab = vocabulary
-        label_ids = np.full(len(clips), -1, np.int32)
-    num_classes = len(vocab) if vocab is not None else 0
-    if label_mode == "one_hot" and not num_classes:
-        raise DataError("label_mode='one_hot' needs a vocabulary for unlabelled clips: pass vocabulary=.")
+    if augment is not None and output != "logmel":
+        raise ValueError("Augmentation works on log-mel maps: use output='logmel'.")
+    label_mode = _label_mode(label_mode, augment)
+    vocab, label_ids = _encode_labels(clips, vocabulary, training, label_mode)
 
     # ---- audio headers and lengths ----
     infos = probe_clips(clips)
@@ -234,15 +215,80 @@ def make_dataset(
     clip_samples = p.num_samples(clip_seconds)
     _check_finite(clips, infos)
     _check_lengths(clips, infos, clip_samples, p.sample_rate, pad_short)
-    segment_samples = None
-    if segment_seconds is not None:
-        segment_samples = p.num_samples(segment_seconds)
-        if not 0 < segment_samples <= clip_samples:
-            raise ValueError(f"segment_seconds={segment_seconds} must be in (0, clip_seconds={clip_seconds}].")
-    rates = sorted({i.sample_rate for i in infos})
-    encodings = sorted({i.encoding_code for i in infos})
+    segment_samples = _segment_samples(p, segment_seconds, clip_seconds)
 
-    table = {
+    ds = tf.data.Dataset.from_tensor_slices(_clip_table(clips, infos, label_ids))
+    if training and cache is None:  # cheap full shuffle of the file list
+        ds = ds.shuffle(len(clips), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(_loader(p, infos, clip_samples), num_parallel_calls=num_parallel_calls)
+    n_examples = len(clips) * (clip_samples // segment_samples if segment_samples else 1)
+    if segment_samples is not None:
+        ds = ds.map(_segmenter(segment_samples), num_parallel_calls=num_parallel_calls).unbatch()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n_examples))
+    if output == "logmel":
+        ds = ds.map(lambda x, m: (log_mel_spectrogram(x, p), m), num_parallel_calls=num_parallel_calls)
+    ds = _cached(ds, cache)
+    if training:
+        buffer = shuffle_buffer or (n_examples if cache == "memory" else min(n_examples, 2048))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
+    ds = ds.map(_labeller(label_mode, len(vocab) if vocab is not None else 0))
+    if augment is not None:
+        ds = tf.data.Dataset.zip((ds, batch_seeds(seed + 1)))
+        ds = ds.map(lambda b, s: augment_batch(b[0], b[1], augment, s) + (b[2],), num_parallel_calls=num_parallel_calls)
+    if normalization is not None:
+        ds = ds.map(lambda x, y, m: (normalization.apply(x), y, m))
+    if with_metadata:
+        ds = ds.map(lambda x, y, m: (x, y, {k: m[k] for k in METADATA_KEYS}))
+    else:
+        ds = ds.map(lambda x, y, m: (x, y))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+#: The per-example metadata ``make_dataset(..., with_metadata=True)`` yields.
+METADATA_KEYS = ("file", "device", "identifier", "clip_index", "segment_index")
+_TABLE_META = ("label", "clip_index", "file", "device", "identifier")
+
+
+def _label_mode(label_mode: Optional[str], augment) -> str:
+    """One-hot when mixup makes soft labels, else integer ids (unless the caller chose)."""
+    if label_mode is None:
+        label_mode = "one_hot" if augment is not None and augment.uses_mixup else "int"
+    if label_mode not in LABEL_MODES:
+        raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}.")
+    if augment is not None and augment.uses_mixup and label_mode != "one_hot":
+        raise ValueError("mixup makes soft labels: use label_mode='one_hot' (or None).")
+    return label_mode
+
+
+def _encode_labels(clips: ClipList, vocabulary, training: bool, label_mode: str):
+    """``(vocabulary, label ids (clips,) int32)``, checked before any audio is touched (-1: unlabelled)."""
+    labelled = [c.label is not None for c in clips]
+    if any(labelled) and not all(labelled):
+        first = next(c for c in clips if c.label is None)
+        raise DataError(f"{first.where}: {first.filename!r} has no label while other clips do. Label it or remove the row.")
+    if all(labelled):
+        vocab = vocabulary or clips.vocabulary()
+        return vocab, vocab.encode(clips.labels, [f"{c.where} ({c.filename})" for c in clips])
+    if training:
+        raise DataError(f"{clips.name or 'The dataset'} has no labels; a training set needs them.")
+    if label_mode == "one_hot" and not vocabulary:
+        raise DataError("label_mode='one_hot' needs a vocabulary for unlabelled clips: pass vocabulary=.")
+    return vocabulary, np.full(len(clips), -1, np.int32)
+
+
+def _segment_samples(p: FrontEndParams, segment_seconds: Optional[float], clip_seconds: float) -> Optional[int]:
+    if segment_seconds is None:
+        return None
+    samples = p.num_samples(segment_seconds)
+    if not 0 < samples <= p.num_samples(clip_seconds):
+        raise ValueError(f"segment_seconds={segment_seconds} must be in (0, clip_seconds={clip_seconds}].")
+    return samples
+
+
+def _clip_table(clips: ClipList, infos: list, label_ids: np.ndarray) -> dict:
+    """One row per clip: where its audio is, how it is encoded, its label and metadata (tf.data slices)."""
+    return {
         "path": np.array([i.path for i in infos]),
         "encoding": np.array([i.encoding_code for i in infos], np.int32),
         "offset": np.array([i.data_offset for i in infos], np.int64),
@@ -256,77 +302,59 @@ def make_dataset(
         "device": np.array([c.device or "" for c in clips]),
         "identifier": np.array([c.identifier or "" for c in clips]),
     }
-    ds = tf.data.Dataset.from_tensor_slices(table)
-    if training and cache is None:  # cheap full shuffle of the file list
-        ds = ds.shuffle(len(clips), seed=seed, reshuffle_each_iteration=True)
 
-    meta_keys = ("label", "clip_index", "file", "device", "identifier")
+
+def _loader(p: FrontEndParams, infos: list, clip_samples: int):
+    """The tf.data map: a table row -> ``(mono waveform (clip_samples,) at p.sample_rate, metadata)``."""
+    rates = sorted({i.sample_rate for i in infos})
+    encodings = sorted({i.encoding_code for i in infos})
 
     def load(e):
-        x = audio_ops.decode_audio(
-            tf.io.read_file(e["path"]), e["encoding"], e["offset"], e["nbytes"], e["channels"], e["path"],
-            encodings=encodings,
-        )
+        x = audio_ops.decode_audio(tf.io.read_file(e["path"]), e["encoding"], e["offset"], e["nbytes"],
+                                   e["channels"], e["path"], encodings=encodings)
         ok = tf.logical_or(e["frames"] < 0, tf.equal(tf.cast(tf.shape(x)[0], tf.int64), e["frames"]))
-        check = tf.debugging.Assert(
-            ok,
-            ["Decoded", tf.shape(x)[0], "samples instead of", e["frames"], "from", e["path"],
-             "- the file is corrupt: re-download it or remove its row."],
-        )
+        check = tf.debugging.Assert(ok, ["Decoded", tf.shape(x)[0], "samples instead of", e["frames"], "from",
+                                         e["path"], "- the file is corrupt: re-download it or remove its row."])
         with tf.control_dependencies([check]):
             x = audio_ops.to_mono(x)
-        x = audio_ops.resample_from(x, e["rate"], p.sample_rate, rates)
-        x = audio_ops.fix_length(x, clip_samples)
-        meta = {k: e[k] for k in meta_keys}
+        x = audio_ops.fix_length(audio_ops.resample_from(x, e["rate"], p.sample_rate, rates), clip_samples)
+        meta = {k: e[k] for k in _TABLE_META}
         meta["segment_index"] = tf.constant(0, tf.int32)
         return x, meta
 
-    ds = ds.map(load, num_parallel_calls=num_parallel_calls)
-    if segment_samples is not None:
-        def segment(x, meta):
-            segs = audio_ops.split_segments(x, segment_samples)
-            n = tf.shape(segs)[0]
-            m = {k: tf.fill([n], v) for k, v in meta.items() if k != "segment_index"}
-            m["segment_index"] = tf.range(n, dtype=tf.int32)
-            return segs, m
+    return load
 
-        ds = ds.map(segment, num_parallel_calls=num_parallel_calls).unbatch()
-        ds = ds.apply(tf.data.experimental.assert_cardinality(len(clips) * (clip_samples // segment_samples)))
-    if output == "logmel":
-        ds = ds.map(lambda x, m: (log_mel_spectrogram(x, p), m), num_parallel_calls=num_parallel_calls)
+
+def _segmenter(segment_samples: int):
+    """The tf.data map: one clip -> its segments ``(n, segment_samples)`` with repeated metadata."""
+    def segment(x, meta):
+        segs = audio_ops.split_segments(x, segment_samples)
+        n = tf.shape(segs)[0]
+        m = {k: tf.fill([n], v) for k, v in meta.items() if k != "segment_index"}
+        m["segment_index"] = tf.range(n, dtype=tf.int32)
+        return segs, m
+
+    return segment
+
+
+def _cached(ds: tf.data.Dataset, cache: Optional[str]) -> tf.data.Dataset:
     if cache == "memory":
-        ds = ds.cache()
-    elif cache:
+        return ds.cache()
+    if cache:
         os.makedirs(os.path.dirname(os.path.abspath(cache)) or ".", exist_ok=True)
-        ds = ds.cache(os.fspath(cache))
-    if training:
-        n_examples = len(clips) * (clip_samples // segment_samples if segment_samples else 1)
-        buffer = shuffle_buffer or (n_examples if cache == "memory" else min(n_examples, 2048))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
+        return ds.cache(os.fspath(cache))
+    return ds
 
+
+def _labeller(label_mode: str, num_classes: int):
+    """The batch map ``(x, meta) -> (x, y, meta)``: integer ids or one-hot ``(B, classes)``."""
     def labels(x, m):
         y = m["label"]
         if label_mode == "one_hot":
             y = tf.one_hot(y, num_classes, dtype=tf.float32)
         return x, y, m
 
-    ds = ds.map(labels)
-    if augment is not None:
-        if output != "logmel":
-            raise ValueError("Augmentation works on log-mel maps: use output='logmel'.")
-        ds = tf.data.Dataset.zip((ds, batch_seeds(seed + 1)))
-        ds = ds.map(
-            lambda b, s: augment_batch(b[0], b[1], augment, s) + (b[2],),
-            num_parallel_calls=num_parallel_calls,
-        )
-    if normalization is not None:
-        ds = ds.map(lambda x, y, m: (normalization.apply(x), y, m))
-    if with_metadata:
-        ds = ds.map(lambda x, y, m: (x, y, {k: m[k] for k in ("file", "device", "identifier", "clip_index", "segment_index")}))
-    else:
-        ds = ds.map(lambda x, y, m: (x, y))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return labels
 
 
 def split_frequency(dataset: tf.data.Dataset, low_ratio: float = 0.5) -> tf.data.Dataset:

@@ -206,10 +206,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, callbacks: Sequence[keras.c
         return _train(cfg, resume, callbacks)
 
 
-def _train(cfg: TrainConfig, resume: bool, callbacks: Sequence[keras.callbacks.Callback]) -> RunResult:
-    from keras_dssdn.inference.evaluate import evaluate_model, write_reports
-    from keras_dssdn.data.pipeline import make_dataset
+@dataclasses.dataclass
+class _Session:
+    """What one training process works with: the configuration (as given and as one optimizer step sees it:
+    global batch, scaled learning rate), the strategy, the run folder and the clips."""
 
+    cfg: TrainConfig
+    run_cfg: TrainConfig
+    dist: "distribute.Distribution"
+    run_dir: Path
+    out_dir: Path  # the run folder on the chief; a temporary folder on other workers
+    verbose: int
+    train_clips: object
+    eval_clips: object
+    vocab: object
+
+
+def _start(cfg: TrainConfig, resume: bool) -> _Session:
+    """Join the strategy's cluster, open the run folder (new or resumed) and list the clips (labels checked)."""
     if cfg.strategy == "multiworker" and not cfg.name and distribute.cluster_workers() > 1:
         raise ConfigError("Multi-worker training needs name=<run name>: every worker must use the same run folder.")
     run_dir = run_folder(cfg)
@@ -221,95 +235,121 @@ def _train(cfg: TrainConfig, resume: bool, callbacks: Sequence[keras.callbacks.C
     except Exception as e:  # noqa: BLE001 - re-raised by agree(), after every worker has heard of it
         error = e
     dist.agree(error)
-    verbose = cfg.verbose if dist.is_chief else 0
-    # the run folder is written by the chief; other workers write the same files, in lockstep, to a temporary one
-    out_dir = run_dir if dist.is_chief else distribute.worker_dir(dist)
-    run_cfg = cfg  # what one optimizer step sees: the global batch and the scaled learning rate
+    run_cfg = cfg
     if dist.distributed:
         run_cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * dist.replicas,
                                       learning_rate=cfg.learning_rate * distribute.lr_scale(dist.replicas,
                                                                                              cfg.lr_scaling))
     keras.utils.set_random_seed(cfg.seed)
-    frontend = cfg.frontend_params()
     train_clips, eval_clips, vocab = training_data(cfg, vocabulary)
-    if verbose:
+    session = _Session(cfg, run_cfg, dist, run_dir, run_dir if dist.is_chief else distribute.worker_dir(dist),
+                       cfg.verbose if dist.is_chief else 0, train_clips, eval_clips, vocab)
+    if session.verbose:
         print(train_clips.summary())
         if eval_clips is not None:
             print(eval_clips.summary())
+    return session
 
-    if use_mixed_precision(cfg):
+
+def _datasets(s: _Session):
+    """``(train dataset, evaluate dataset or None, steps per epoch)``, sharded when distributed."""
+    from keras_dssdn.data.pipeline import make_dataset
+
+    common = dataset_options(s.run_cfg, s.vocab)
+    train_ds = make_dataset(s.train_clips, training=True, augment=s.cfg.augment_config(), seed=s.cfg.seed, **common)
+    eval_ds = make_dataset(s.eval_clips, training=False, **common) if s.eval_clips is not None else None
+    steps = int(train_ds.cardinality().numpy())
+    if s.dist.distributed:
+        train_ds = distribute.shard_by_data(train_ds)
+        eval_ds = distribute.shard_by_data(eval_ds) if eval_ds is not None else None
+    return train_ds, eval_ds, steps
+
+
+def _model(s: _Session, resume: bool, steps: int):
+    """``(compiled model, saved state or None, first epoch)``: restored from the checkpoint, or built (the
+    run folder's set-up files are written once the normalisation statistics exist)."""
+    if resume:
+        with s.dist.scope():
+            model, state = load_checkpoint(s.run_dir)
+        return model, state, int(state["epoch"])
+    stats = normalization_stats(s.run_cfg, s.train_clips, s.vocab)
+    with s.dist.scope():
+        net = build_network(s.cfg, len(s.vocab))
+        model = compile_for_training(wrap_network(net, s.cfg, stats, s.vocab), s.run_cfg, steps)
+    RunFolder(s.out_dir).write_setup(s.cfg.to_dict(), s.cfg.frontend_params(), s.vocab, stats,
+                                     getattr(net, "dssdn_config", None))
+    return model, None, 0
+
+
+def _distribute_model(s: _Session, model, steps: int) -> None:
+    """Record the strategy in the run folder; synchronise batch norm; patch Keras for several workers."""
+    record = _distribution_record(s.cfg, s.run_cfg, s.dist, steps)
+    if s.verbose:
+        print(f"Training with {s.dist.describe()}: batch {s.cfg.batch_size} per replica = {s.run_cfg.batch_size} "
+              f"global, learning rate {s.cfg.learning_rate:g} x {s.run_cfg.learning_rate / s.cfg.learning_rate:g} "
+              f"({s.cfg.lr_scaling}) = {s.run_cfg.learning_rate:g}"
+              + (", batch norm synchronised across replicas" if record["sync_batchnorm"] else "") + ".")
+    (s.out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+    write_json_atomic(s.out_dir / runs.DISTRIBUTION, record)
+    if s.dist.replicas > 1 and s.cfg.sync_batchnorm:
+        distribute.synchronize_batchnorm(model)
+    if s.dist.workers > 1:
+        distribute.patch_for_multiworker(model)
+
+
+def _fit(s: _Session, model, train_ds, eval_ds, state: Optional[dict], initial_epoch: int, resume: bool,
+         callbacks) -> dict:
+    """Train from ``initial_epoch`` to ``cfg.epochs`` (unless done or stopped early); the final state.json."""
+    cfg = s.cfg
+    if initial_epoch >= cfg.epochs or (state or {}).get("stopped_early"):
+        if s.verbose:
+            print(f"{s.run_dir}: already trained to epoch {initial_epoch}; evaluating.")
+        return state
+    monitor = cfg.monitor if eval_ds is not None or cfg.monitor == "last" else cfg.monitor.replace("val_", "")
+    checkpoint = RunCheckpoint(s.out_dir, monitor, cfg.early_stopping_patience if eval_ds is not None else 0, state)
+    cbs = [_LearningRateLogger(), checkpoint, keras.callbacks.CSVLogger(str(s.out_dir / runs.LOG), append=resume),
+           keras.callbacks.TensorBoard(str(s.out_dir / runs.TENSORBOARD), write_graph=False), *callbacks]
+    model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, initial_epoch=initial_epoch, callbacks=cbs,
+              verbose=s.verbose)
+    return json.loads((s.out_dir / runs.STATE).read_text())
+
+
+def _evaluate_best(s: _Session, state: dict) -> dict:
+    """Metrics of ``best.keras`` on the evaluate split (with the training summary), written as the run's reports."""
+    from keras_dssdn.inference.evaluate import evaluate_model, write_reports
+
+    if s.eval_clips is None:
+        return {}
+    best = keras.models.load_model(s.run_dir / runs.BEST, compile=False)
+    metrics = evaluate_model(best, s.eval_clips, frontend=s.cfg.frontend_params(), clip_seconds=s.cfg.clip_seconds,
+                             segment_seconds=s.cfg.segment_seconds, batch_size=s.cfg.batch_size)
+    times = [h["seconds"] for h in state.get("history", []) if "seconds" in h]
+    metrics["training"] = {"epochs_run": state["epoch"], "best_epoch": state.get("best_epoch"),
+                           "stopped_early": state.get("stopped_early", False),
+                           "median_seconds_per_epoch": float(np.median(times)) if times else None}
+    write_reports(metrics, s.run_dir, title=f"{best.name} on {s.eval_clips.name}")
+    return metrics
+
+
+def _train(cfg: TrainConfig, resume: bool, callbacks: Sequence[keras.callbacks.Callback]) -> RunResult:
+    s = _start(cfg, resume)
+    if use_mixed_precision(s.cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        common = dataset_options(run_cfg, vocab)
-        train_ds = make_dataset(train_clips, training=True, augment=cfg.augment_config(), seed=cfg.seed, **common)
-        eval_ds = make_dataset(eval_clips, training=False, **common) if eval_clips is not None else None
-        steps = int(train_ds.cardinality().numpy())
-        if dist.distributed:
-            train_ds = distribute.shard_by_data(train_ds)
-            eval_ds = distribute.shard_by_data(eval_ds) if eval_ds is not None else None
-            record = _distribution_record(cfg, run_cfg, dist, steps)
-            if verbose:
-                print(f"Training with {dist.describe()}: batch {cfg.batch_size} per replica = {run_cfg.batch_size} "
-                      f"global, learning rate {cfg.learning_rate:g} x {run_cfg.learning_rate / cfg.learning_rate:g} "
-                      f"({cfg.lr_scaling}) = {run_cfg.learning_rate:g}"
-                      + (", batch norm synchronised across replicas" if record["sync_batchnorm"] else "") + ".")
-
-        if resume:
-            with dist.scope():
-                model, state = load_checkpoint(run_dir)
-            initial_epoch = int(state["epoch"])
-            stats = RunFolder(run_dir).normalization() if cfg.normalization != "none" else None
-        else:
-            state, initial_epoch = None, 0
-            stats = normalization_stats(run_cfg, train_clips, vocab)
-            with dist.scope():
-                net = build_network(cfg, len(vocab))
-                model = compile_for_training(wrap_network(net, cfg, stats, vocab), run_cfg, steps)
-            RunFolder(out_dir).write_setup(cfg.to_dict(), frontend, vocab, stats, getattr(net, "dssdn_config", None))
-        if dist.distributed:
-            (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
-            write_json_atomic(out_dir / runs.DISTRIBUTION, record)
-            if dist.replicas > 1 and cfg.sync_batchnorm:
-                distribute.synchronize_batchnorm(model)
-            if dist.workers > 1:
-                distribute.patch_for_multiworker(model)
-
-        if initial_epoch >= cfg.epochs or (state or {}).get("stopped_early"):
-            if verbose:
-                print(f"{run_dir}: already trained to epoch {initial_epoch}; evaluating.")
-        else:
-            monitor = cfg.monitor if eval_ds is not None or cfg.monitor == "last" else cfg.monitor.replace("val_", "")
-            checkpoint = RunCheckpoint(out_dir, monitor, cfg.early_stopping_patience if eval_ds is not None else 0,
-                                       state)
-            cbs = [_LearningRateLogger(), checkpoint,
-                   keras.callbacks.CSVLogger(str(out_dir / runs.LOG), append=resume),
-                   keras.callbacks.TensorBoard(str(out_dir / runs.TENSORBOARD), write_graph=False),
-                   *callbacks]
-            model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                      callbacks=cbs, verbose=verbose)
-            state = json.loads((out_dir / runs.STATE).read_text())
-
+        train_ds, eval_ds, steps = _datasets(s)
+        model, state, initial_epoch = _model(s, resume, steps)
+        if s.dist.distributed:
+            _distribute_model(s, model, steps)
+        state = _fit(s, model, train_ds, eval_ds, state, initial_epoch, resume, callbacks)
         seconds = float(np.median([h["seconds"] for h in state["history"] if "seconds" in h] or [0.0]))
-        if not dist.is_chief:  # the chief evaluates and writes the reports; leave the cluster together
-            dist.agree(None)
-            return RunResult(run_dir, int(state["epoch"]), state.get("best_epoch"), {}, seconds, chief=False)
-        best = keras.models.load_model(run_dir / runs.BEST, compile=False)
-        metrics = {}
-        if eval_clips is not None:
-            metrics = evaluate_model(best, eval_clips, frontend=frontend, clip_seconds=cfg.clip_seconds,
-                                     segment_seconds=cfg.segment_seconds, batch_size=cfg.batch_size)
-            history = state.get("history", [])
-            times = [h["seconds"] for h in history if "seconds" in h]
-            metrics["training"] = {
-                "epochs_run": state["epoch"], "best_epoch": state.get("best_epoch"),
-                "stopped_early": state.get("stopped_early", False),
-                "median_seconds_per_epoch": float(np.median(times)) if times else None,
-            }
-            write_reports(metrics, run_dir, title=f"{best.name} on {eval_clips.name}")
-        if dist.workers > 1:
-            dist.agree(None)
-        return RunResult(run_dir, int(state["epoch"]), state.get("best_epoch"), metrics, seconds)
+        if not s.dist.is_chief:  # the chief evaluates and writes the reports; leave the cluster together
+            s.dist.agree(None)
+            return RunResult(s.run_dir, int(state["epoch"]), state.get("best_epoch"), {}, seconds, chief=False)
+        metrics = _evaluate_best(s, state)
+        if s.dist.workers > 1:
+            s.dist.agree(None)
+        return RunResult(s.run_dir, int(state["epoch"]), state.get("best_epoch"), metrics, seconds)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-        if out_dir != run_dir:
-            distribute.remove_worker_dir(out_dir)
+        if s.out_dir != s.run_dir:
+            distribute.remove_worker_dir(s.out_dir)

@@ -24,7 +24,7 @@ from keras_dssdn.errors import ConfigError
 from keras_dssdn.train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "warmup_epochs=1", "verbose=0"]
+TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "segment_seconds=null", "warmup_epochs=1", "verbose=0"]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from keras_dssdn.errors import ConfigError, ResumeError
 from keras_dssdn.train import WarmupCosine, load_checkpoint, load_train_config, train
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "batch_size=6", "warmup_epochs=1", "verbose=0",
+TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "segment_seconds=null", "batch_size=6", "warmup_epochs=1", "verbose=0",
         "augment.mixup_alpha=0.2"]
 
 
