@@ -34,13 +34,11 @@ def evaluate_clips(model: keras.Model, dataset) -> Tuple[float, float]:
     :func:`~keras_dssdn.analysis.metrics.aggregate_clips`; accuracy is a fraction in [0, 1], log loss in nats
     (:func:`~keras_dssdn.analysis.metrics.log_loss`, no label smoothing).
     """
-    probs, labels, clip_index = [], [], []
-    for x, y, meta in dataset:
-        probs.append(np.asarray(model.predict_on_batch(x), np.float64))
-        labels.append(np.argmax(np.asarray(y), axis=1))
-        clip_index.append(np.asarray(meta["clip_index"]))
-    clip_probs, _, clip_labels = aggregate_clips(np.concatenate(probs), np.concatenate(clip_index),
-                                                 np.concatenate(labels))
+    from keras_dssdn.inference.evaluate import predict_probabilities
+
+    probs, y, meta = predict_probabilities(model, dataset)
+    clip_probs, _, clip_labels = aggregate_clips(np.asarray(probs, np.float64), meta["clip_index"],
+                                                 np.argmax(y, axis=1))
     return float(np.mean(clip_probs.argmax(axis=1) == clip_labels)), log_loss(clip_labels, clip_probs)
 
 
