@@ -29,8 +29,8 @@ import sys as _sys
 if _os.path.basename(_sys.argv[0] if _sys.argv else "").startswith("dssdn-") or (_sys.argv and _sys.argv[0] == "-m"):
     # one of the package's commands is starting: keep TensorFlow's C++ start-up lines (CUDA probing, oneDNN
     # notices) off the user's terminal; a user's own TF_CPP_MIN_LOG_LEVEL wins
-    from keras_dssdn._tf_startup import quiet_command_start as _quiet_command_start  # TF_CPP_MIN_LOG_LEVEL=3,
-    _quiet_command_start()                                           # from process start (TF 2.21 needs it then)
+    from keras_dssdn._tf_startup import quiet_command_start as _quiet_command_start  # TF 2.21 ignores the
+    _quiet_command_start()                                                   # variable at start: filtered there
 
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams  # noqa: E402
 from keras_dssdn.analysis.budgets import DCASE_MAX_MACS, DCASE_MAX_PARAMS, DEFAULT_BUDGETS, Budget  # noqa: E402
