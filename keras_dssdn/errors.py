@@ -117,6 +117,11 @@ class UnsupportedOperatorError(ExportError):
     """The model uses an operator the TensorFlow Lite Micro interpreter does not have."""
 
 
+class FrontEndError(ExportError, ValueError):
+    """The model's front end cannot be generated as C (FFT size not a power of two, a segment shorter than the
+    reflect padding, ...): raised before anything is converted or written."""
+
+
 class VerificationError(ExportError):
     """A check that every export runs (bit-exactness, float parity, accuracy bound) failed."""
 

@@ -28,7 +28,12 @@ for the inputs) and leaves no bundle behind:
    the bit-exactness check;
 6. **verify** (:func:`keras_dssdn.deploy.verify.verify`): float parity, TFLM
    operators, arena, TFLM == TFLite reference kernels bit for bit;
-7. **write** (:func:`write_bundle`): the files of :func:`bundle_files`, the
+7. **C front end** (:func:`keras_dssdn.deploy.host_check.check_c_frontend`): the
+   generated ``micro/dssdn_frontend.c`` compiled with the host's C compiler, its int8
+   tensors compared with the Python front end's on test signals and the evaluate
+   split, and the class decisions in TFLM on both compared (the front end's
+   settings are checked for C first: :func:`keras_dssdn.deploy.cfrontend.check_supported`);
+8. **write** (:func:`write_bundle`): the files of :func:`bundle_files`, the
    report and a manifest into a temporary sibling folder renamed into place
    (:func:`keras_dssdn.fileio.atomic_folder`). Contents: docs/deployment.md.
 
@@ -48,7 +53,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 
-from keras_dssdn.deploy import csources
+from keras_dssdn.deploy import cfrontend, csources
 from keras_dssdn.deploy.calibrate import calibrate
 from keras_dssdn.deploy.convert import Conversion, convert
 from keras_dssdn.deploy.data import evaluation_set, resolve_sources
@@ -107,7 +112,7 @@ def device_constants(prep: PreparedModel, deployed: bytes) -> dict:
 
 
 def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: dict, consts: dict) -> Dict[str, str]:
-    """``micro/``: model array, op resolver, model settings, front-end constants, example program."""
+    """``micro/``: model array, op resolver, model settings, the C front end, the streaming example."""
     settings = {"arena_bytes": checks["arena"]["recommended_bytes"], "arena_min_bytes": checks["arena"]["min_bytes"],
                 "model_bytes": len(deployed), "input_shape": [1, *prep.input_shape],
                 "input_scale": consts["input_quantization"]["scale"],
@@ -119,7 +124,7 @@ def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: di
     sources = csources.c_array_source(deployed, "g_dssdn_model_data", "dssdn_model_data.h", comment=comment)
     sources["dssdn_op_resolver.h"] = csources.op_resolver_header(checks["operators"])
     sources.update(csources.model_settings_sources(settings))
-    sources.update(csources.frontend_sources(consts))
+    sources.update(cfrontend.frontend_c_sources(consts))
     sources["dssdn_example.cc"] = csources.example_source()
     return sources
 
@@ -225,6 +230,20 @@ def _evaluate(prep: PreparedModel, conversion: Conversion, evaluation, num_verif
     return result.metrics, result.verify_inputs
 
 
+def _check_c_frontend(prep: PreparedModel, files: dict, consts: dict, deployed: bytes, checks: dict,
+                      settings: ExportSettings, sources, log: Callable) -> dict:
+    """Step 7: the generated C front end compiled and run on the host against the Python front end
+    (:func:`keras_dssdn.deploy.host_check.check_c_frontend`) on test signals and the evaluate split's clips."""
+    from keras_dssdn.deploy.data import clip_length, evaluation_clips
+    from keras_dssdn.deploy.host_check import check_c_frontend
+
+    names = (cfrontend.HEADER, cfrontend.SOURCE)
+    clips, _ = evaluation_clips(settings.data, sources)
+    return check_c_frontend({n: files[f"micro/{n}"] for n in names}, consts, prep.frontend, prep.normalization,
+                            deployed, checks["arena"]["recommended_bytes"], clips=clips,
+                            clip_seconds=clip_length(prep, sources), vocabulary=sources.vocabulary, log=log)
+
+
 def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] = None, *, log: Callable = print,
                   **options) -> ExportResult:
     """Export ``model`` (a ``keras.Model``, a ``.keras`` file or a run folder) to a verified TFLite Micro bundle
@@ -244,6 +263,7 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     out = check_destination(out_dir, settings.force)
     log(f"Exporting {_describe(model)} -> {out}")
     prep, settings = _prepare(model, settings, log)
+    cfrontend.check_supported(prep.frontend, prep.frontend.num_samples(prep.segment_seconds))
     prep, sources = resolve_sources(prep, settings.data)
     calibration = calibrate(prep, settings.data, sources, log)
     evaluation, eval_report = evaluation_set(prep, settings.data, sources)
@@ -255,10 +275,12 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     chosen = choose_deployed(settings.deploy, conversion.int8, metrics)
     drop = accuracy_drop(metrics, chosen, settings.max_accuracy_drop)
     consts = device_constants(prep, conversion.int8[chosen])
+    files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts)
+    c_frontend = _check_c_frontend(prep, files, consts, conversion.int8[chosen], verification.int8[chosen],
+                                   settings, sources, log)
     data_report = {"calibration": calibration.report, "evaluation": eval_report, "verification": verify_report}
     report = build_report(prep, data_report, conversion, verification, metrics, chosen, drop, consts,
-                          settings.command, str(out))
-    files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts)
+                          settings.command, str(out), c_frontend)
     written = write_bundle(out, files, report, conversion.int8[chosen], force=settings.force, started=started)
     log(f"  bundle written: {out} ({chosen.upper()} deployed, {report['flash_bytes']:,} B flash, "
         f"{report['arena_bytes']:,} B arena) in {report['seconds']:.0f} s")

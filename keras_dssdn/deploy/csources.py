@@ -5,9 +5,9 @@
 * :func:`op_resolver_header` -- ``MicroMutableOpResolver<N>`` with exactly the
   model's operators;
 * :func:`model_settings_sources` -- arena size, tensor shapes, quantisation, class names;
-* :func:`frontend_sources` -- the front-end constants of
-  :func:`keras_dssdn.deploy.frontend_constants.frontend_constants` as C arrays;
-* :func:`example_source` -- a minimal TFLM program using the files above.
+* :func:`example_source` -- the streaming example: audio -> the C front end
+  (:mod:`keras_dssdn.deploy.cfrontend`, which writes ``dssdn_frontend.h/.c``) -> TFLM
+  -> class probabilities averaged over a clip.
 
 Each returns text (``{file name: text}`` for a header + source pair); the
 templates are ``keras_dssdn/deploy/templates/*.tmpl``. Log-mel inputs are
@@ -119,37 +119,6 @@ def model_settings_sources(settings: dict, namespace: str = "dssdn",
     return {header_name: h, _source_name(header_name): cc}
 
 
-def _frontend_header(c: dict, namespace: str, header_name: str) -> str:
-    fb = c["mel_filterbank"]
-    return render("frontend.h.tmpl", generated=GENERATED, guard=_guard(header_name), namespace=namespace,
-                  sample_rate=c["sample_rate"], n_fft=c["n_fft"], win_length=c["win_length"],
-                  hop_length=c["hop_length"], center="true" if c["center"] else "false",
-                  num_samples=c["num_samples"], frames=c["frames"], n_mels=c["n_mels"],
-                  n_freq_bins=fb["n_freq_bins"], fmin=_c_float(c["fmin"]), fmax=_c_float(c["fmax"]),
-                  log_offset=_c_float(c["log_offset"]), n_weights=len(fb["weights"]),
-                  has_normalization="true" if c["normalization"] else "false")
-
-
-def _frontend_arrays(c: dict, namespace: str, header_name: str) -> str:
-    fb, norm, n_mels = c["mel_filterbank"], c["normalization"], c["n_mels"]
-    mean = np.broadcast_to(np.asarray(norm["mean"] if norm else [0.0]), (n_mels,))
-    std = np.broadcast_to(np.asarray(norm["std"] if norm else [1.0]), (n_mels,))
-    return render("frontend.cc.tmpl", generated=GENERATED, header=header_name, namespace=namespace,
-                  window=_c_list(c["window"], _c_float), start_bin=_c_list(fb["start_bin"], str, 16),
-                  num_bins=_c_list(fb["num_bins"], str, 16), offset=_c_list(fb["offset"], str, 16),
-                  weights=_c_list(fb["weights"], _c_float), norm_mean=_c_list(mean, _c_float),
-                  norm_std=_c_list(std, _c_float), scale=_c_list(c["logmel_to_int8"]["scale"], _c_float),
-                  offset_int8=_c_list(c["logmel_to_int8"]["offset"], _c_float))
-
-
-def frontend_sources(constants: dict, namespace: str = "dssdn",
-                     header_name: str = "dssdn_frontend.h") -> Dict[str, str]:
-    """Header + source with the front-end constants of
-    :func:`~keras_dssdn.deploy.frontend_constants.frontend_constants` as C arrays."""
-    return {header_name: _frontend_header(constants, namespace, header_name),
-            _source_name(header_name): _frontend_arrays(constants, namespace, header_name)}
-
-
 def example_source() -> str:
-    """``dssdn_example.cc``: a minimal TFLM program for a bundle (``templates/dssdn_example.cc``; not built here)."""
+    """``dssdn_example.cc``: the streaming TFLM program of a bundle (``templates/dssdn_example.cc``)."""
     return template_text("dssdn_example.cc")

@@ -98,17 +98,26 @@ def pipeline_dataset(prep: PreparedModel, clips, sources: DataSources, *, batch_
     return ds, per_clip
 
 
+def evaluation_clips(settings: DataSettings, sources: DataSources) -> Tuple[object, int]:
+    """``(ClipList of the evaluate split or None, clips in the whole split)``: ``eval_limit`` clips spread over
+    the split when set; None when ``settings.evaluation`` replaces the split or there is none."""
+    if settings.evaluation is not None or sources.evaluate is None:
+        return None, 0
+    clips = sources.clips("evaluate")
+    total = len(clips)
+    if settings.eval_limit:
+        clips = clips.subset(list(spread(total, settings.eval_limit)))
+    return clips, total
+
+
 def evaluation_set(prep: PreparedModel, settings: DataSettings, sources: DataSources) -> Tuple[object, Optional[dict]]:
     """``(evaluation data or None, report entry)``: the given ``evaluation``, else the evaluate split
     (``eval_limit`` clips spread over it, when set)."""
     if settings.evaluation is not None:
         return settings.evaluation, {"source": "given"}
-    if sources.evaluate is None:
+    clips, total = evaluation_clips(settings, sources)
+    if clips is None:
         return None, None
-    clips = sources.clips("evaluate")
-    total = len(clips)
-    if settings.eval_limit:
-        clips = clips.subset(list(spread(total, settings.eval_limit)))
     ds, per_clip = pipeline_dataset(prep, clips, sources)
     return ds, {"source": f"{clips.name or 'evaluate split'}", "clips": len(clips), "segments_per_clip": per_clip,
                 "limited": bool(settings.eval_limit), "of_clips": total}

@@ -5,8 +5,8 @@ settings, the periodic Hann window, the sparse Slaney mel filterbank
 (:func:`sparse_filterbank`; :func:`dense_filterbank` is its inverse), the
 normalisation statistics and the fused per-band map that normalises and
 quantises a log-mel value in one step. The bundle writes them as
-``frontend.json``, ``frontend.npz`` and ``micro/dssdn_frontend.h/.cc``
-(:func:`keras_dssdn.deploy.csources.frontend_sources`).
+``frontend.json``, ``frontend.npz`` and, with the code that uses them,
+``micro/dssdn_frontend.h/.c`` (:func:`keras_dssdn.deploy.cfrontend.frontend_c_sources`).
 
 Units: Hz, samples, seconds; flash sizes in bytes.
 """
@@ -131,11 +131,3 @@ def frontend_constants(frontend, input_shape: Sequence[int], input_scale: float,
         {"scale": float(output_scale), "zero_point": int(output_zero_point)},
         "class_names": list(class_names) if class_names else None,
     }
-
-
-def frontend_constant_bytes(constants: dict) -> int:
-    """Flash bytes taken by the arrays of :func:`keras_dssdn.deploy.csources.frontend_sources` (window, sparse
-    filterbank, four per-band arrays)."""
-    fb = constants["mel_filterbank"]
-    n_mels = constants["n_mels"]
-    return 4 * len(constants["window"]) + 4 * len(fb["weights"]) + n_mels * (2 + 2 + 4) + 4 * 4 * n_mels

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 from keras_dssdn.analysis.budgets import DCASE_MAX_INT8_BYTES, DCASE_MAX_PARAMS
 from keras_dssdn.deploy.convert import Conversion
-from keras_dssdn.deploy.frontend_constants import frontend_constant_bytes
+from keras_dssdn.deploy import cfrontend
 from keras_dssdn.deploy.prepare import PreparedModel
 from keras_dssdn.deploy.verify import Verification
 
@@ -59,12 +59,24 @@ def _budget_entry(parameters: int, int8_weight_bytes: int) -> dict:
             "fits": bool(parameters <= DCASE_MAX_PARAMS and int8_weight_bytes <= DCASE_MAX_INT8_BYTES)}
 
 
+def device_memory(model_bytes: int, arena_bytes: int, arena_min_bytes: int, constants: dict) -> dict:
+    """What a device needs, in bytes: ``flash`` (model array + the C front end's constants) and ``ram``
+    (tensor arena, recommended size, + front-end state + an audio buffer of two hops), each with ``total``."""
+    flash = {"model": int(model_bytes), "frontend_constants": cfrontend.frontend_flash_bytes(constants)}
+    ram = {"arena": int(arena_bytes), "frontend": cfrontend.frontend_ram_bytes(constants),
+           "audio_buffer": cfrontend.audio_buffer_bytes(constants)}
+    flash["total"], ram["total"] = sum(flash.values()), sum(ram.values())
+    ram["arena_min"] = int(arena_min_bytes)
+    return {"flash": flash, "ram": ram}
+
+
 def build_report(prep: PreparedModel, data: dict, conversion: Conversion, verification: Verification,
                  metrics: Optional[Dict[str, dict]], chosen: str, drop: Optional[float], constants: dict,
-                 command: Optional[str] = None, bundle: str = "") -> dict:
+                 command: Optional[str] = None, bundle: str = "", c_frontend: Optional[dict] = None) -> dict:
     """``report.json`` (without ``seconds``, which the write step adds). ``data``: the calibration / evaluation /
     verification entries; ``metrics``: per model (None without an evaluation set); ``chosen``: the deployed
-    int8 model; ``drop``: its accuracy points below float; ``constants``: the front-end constants."""
+    int8 model; ``drop``: its accuracy points below float; ``constants``: the front-end constants;
+    ``c_frontend``: the host check of the C front end (:func:`keras_dssdn.deploy.host_check.check_c_frontend`)."""
     int8 = _int8_entries(verification, metrics)
     model = _model_entry(prep)
     return {
@@ -80,9 +92,12 @@ def build_report(prep: PreparedModel, data: dict, conversion: Conversion, verifi
         "qat": conversion.qat_info,
         "dcase_budget": _budget_entry(model["parameters"], int8[chosen]["bytes"]["int8_weights"]),
         "flash_bytes": len(conversion.int8[chosen]),
-        "frontend_flash_bytes": frontend_constant_bytes(constants),
+        "frontend_flash_bytes": cfrontend.frontend_flash_bytes(constants),
         "arena_bytes": int8[chosen]["arena"]["recommended_bytes"],
         "arena_min_bytes": int8[chosen]["arena"]["min_bytes"],
+        "device_memory": device_memory(len(conversion.int8[chosen]), int8[chosen]["arena"]["recommended_bytes"],
+                                       int8[chosen]["arena"]["min_bytes"], constants),
+        "c_frontend": c_frontend,
         "versions": versions(),
         "bundle": bundle,
     }
@@ -172,9 +187,47 @@ def _md_qat(q: Optional[dict]) -> List[str]:
             f"- history: {json.dumps(q.get('history'))}"]
 
 
+def _md_parity_row(what: str, entry: dict) -> str:
+    p, d = entry["parity"], entry["decisions"]
+    return (f"| {what} | {p['values']:,} | {100 * p['equal_fraction']:.4f} % | {p['max_step']} | "
+            f"{d['segments_agreeing']} / {d['segments']} | {d['clips_agreeing']} / {d['clips']} |")
+
+
+def _md_device(report: dict) -> List[str]:
+    """Memory totals and the C front end's host check."""
+    mem, check = report.get("device_memory"), report.get("c_frontend")
+    lines = []
+    if mem:
+        f, r = mem["flash"], mem["ram"]
+        lines += ["", "## On the device", "",
+                  "| | bytes |", "|---|---:|",
+                  f"| flash: model (`dssdn_model_data.cc`) | {f['model']:,} |",
+                  f"| flash: front-end constants (`dssdn_frontend.c`) | {f['frontend_constants']:,} |",
+                  f"| **flash total** (without code) | **{f['total']:,}** |",
+                  f"| RAM: tensor arena (recommended; measured minimum {r['arena_min']:,}) | {r['arena']:,} |",
+                  f"| RAM: front end (`DSSDN_FE_RAM_BYTES`) | {r['frontend']:,} |",
+                  f"| RAM: audio buffer (two hops of int16) | {r['audio_buffer']:,} |",
+                  f"| **RAM total** | **{r['total']:,}** |"]
+    if check:
+        lines += ["", "## C front end vs the training front end (host)", ""]
+        if check.get("skipped"):
+            return lines + [f"Not checked: {check['skipped']}."]
+        lines += [f"`micro/dssdn_frontend.c` compiled with {check['compiler']} ({check['cflags']}) and streamed in "
+                  "uneven chunks; int8 tensors compared with the Python front end's on the same int16 PCM, class "
+                  "decisions of TFLM on both.", "",
+                  "| audio | int8 values | equal | max step | segment decisions equal | clip decisions equal |",
+                  "|---|---:|---:|---:|---:|---:|",
+                  _md_parity_row("test signals (" + ", ".join(check["signals"]["names"]) + ")", check["signals"])]
+        if check.get("clips"):
+            lines.append(_md_parity_row(f"{check['clips']['count']} clips of {check['clips']['source']}",
+                                        check["clips"]))
+    return lines
+
+
 def report_markdown(report: dict) -> str:
     """report.md: the numbers of report.json as tables."""
-    lines = (_md_summary(report) + _md_table(report) + _md_budget_and_operators(report) + _md_qat(report.get("qat"))
+    lines = (_md_summary(report) + _md_table(report) + _md_device(report) + _md_budget_and_operators(report)
+             + _md_qat(report.get("qat"))
              + ["", f"Versions: {json.dumps(report['versions'])}", ""])
     return "\n".join(lines)
 

@@ -73,6 +73,17 @@ def test_export_real_clips_with_front_end(tmp_path, shared_data):
     assert m["examples"] == 30 and m["clip"]["examples"] == 3
     assert 0.0 <= m["accuracy"] <= 1.0 and np.isfinite(m["log_loss"])
     assert "evaluation set" in report["data"]["verification"]["source"]
+    # The generated C front end, compiled here, reproduces the training front end on the evaluate clips.
+    check = report["c_frontend"]
+    if not check.get("skipped"):
+        clips = check["clips"]
+        assert clips["count"] == 3 and clips["parity"]["values"] == 30 * 128 * 44
+        assert clips["parity"]["equal_fraction"] >= 0.999 and clips["parity"]["max_step"] <= 1
+        assert clips["decisions"]["clips"] == 3 and clips["decisions"]["clip_agreement"] == 1.0
+        assert "clips of" in (Path(result.path) / "report.md").read_text()
+    mem = report["device_memory"]
+    assert mem["ram"]["total"] == mem["ram"]["arena"] + 12304 + 4096 and mem["flash"]["model"] == report["flash_bytes"]
+    assert (Path(result.path) / "micro" / "dssdn_frontend.c").exists()
 
     fe = json.loads((Path(result.path) / "frontend.json").read_text())
     assert fe["sample_rate"] == 44100 and fe["frames"] == 44 and fe["num_samples"] == 44100

@@ -10,8 +10,7 @@ import pytest
 
 import keras_dssdn
 from keras_dssdn.deploy import csources, micro
-from keras_dssdn.deploy.frontend_constants import (dense_filterbank, frontend_constant_bytes, frontend_constants,
-                                                   sparse_filterbank)
+from keras_dssdn.deploy.frontend_constants import dense_filterbank, frontend_constants, sparse_filterbank
 from keras_dssdn.deploy.resources import template_text
 
 from _export_helpers import DSSDN_OPS
@@ -29,39 +28,96 @@ def test_supported_operators_come_from_the_tflm_library():
     assert micro.add_method("CONV_2D") == "AddConv2D" and micro.add_method("PADV2") == "AddPadV2"
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
-def test_generated_c_sources_compile(tmp_path):
-    """The bundle's C++ compiles (syntax + types) against a stub of TFLM's MicroMutableOpResolver."""
-    from keras_dssdn.layers.frontend import NormalizationStats
+STUB_INTERPRETER = """#pragma once
+#include <cstddef>
+#include <cstdint>
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+struct TfLiteTensor { union { int8_t* int8; } data; };
+namespace tflite {
+struct Model {};
+inline const Model* GetModel(const void*) { static Model m; return &m; }
+// Stand-in for TFLM: "classifies" a segment as class (sum of its int8 input) mod kClasses.
+class MicroInterpreter {
+ public:
+  template <class R> MicroInterpreter(const Model*, R&, uint8_t* arena, size_t size) : arena_(arena), size_(size) {}
+  TfLiteStatus AllocateTensors() { in_.data.int8 = reinterpret_cast<int8_t*>(arena_); out_.data.int8 = scores_;
+                                   return size_ > 0 ? kTfLiteOk : kTfLiteError; }
+  TfLiteTensor* input(int) { return &in_; }
+  TfLiteTensor* output(int) { return &out_; }
+  TfLiteStatus Invoke();
+  long invocations = 0;
+ private:
+  uint8_t* arena_; size_t size_; TfLiteTensor in_, out_; int8_t scores_[64] = {};
+};
+}  // namespace tflite
+"""
 
-    ops = ["ADD", "CONV_2D", "SOFTMAX", "PADV2"]
-    files = {}
-    files.update(csources.c_array_source(bytes(range(40)), "g_dssdn_model_data", "dssdn_model_data.h"))
-    files["dssdn_op_resolver.h"] = csources.op_resolver_header(ops)
-    files.update(csources.model_settings_sources({
-        "arena_bytes": 4096, "arena_min_bytes": 4000, "model_bytes": 40, "input_shape": [1, 128, 44, 1],
-        "input_scale": 0.05, "input_zero_point": -3, "output_scale": 1 / 256, "output_zero_point": -128,
-        "class_names": ["cafe/restaurant", 'say "hi"']}))
-    consts = frontend_constants(keras_dssdn.DEFAULT_FRONTEND, [1, 128, 44, 1], 0.05, -3,
-                                NormalizationStats([-8.0], [4.0]), ["a"], 1 / 256, -128)
-    files.update(csources.frontend_sources(consts))
-    stub = tmp_path / "tensorflow" / "lite" / "micro"
+
+def _stub_tflm(root):
+    stub = root / "tensorflow" / "lite" / "micro"
     stub.mkdir(parents=True)
     methods = "\n".join(f"  TfLiteStatus {m}() {{ return kTfLiteOk; }}" for m in sorted(set(micro.ADD_METHODS.values())))
     (stub / "micro_mutable_op_resolver.h").write_text(
         "#pragma once\nenum TfLiteStatus { kTfLiteOk, kTfLiteError };\nnamespace tflite {\n"
         f"template <unsigned int N> class MicroMutableOpResolver {{\n public:\n{methods}\n}};\n}}\n")
+    (stub / "micro_interpreter.h").write_text(STUB_INTERPRETER)
+    (root / "tensorflow" / "lite" / "schema").mkdir(parents=True)
+    (root / "tensorflow" / "lite" / "schema" / "schema_generated.h").write_text("#pragma once\n")
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("cc") is None, reason="g++ / cc not installed")
+def test_generated_sources_compile_and_the_streaming_example_runs(tmp_path):
+    """The bundle's C++ and C99 compile (-Wall -Werror) against stubs of TFLM's resolver and interpreter, and the
+    streaming example classifies every complete segment of audio pushed in uneven chunks."""
+    from keras_dssdn.deploy import cfrontend
+    from keras_dssdn.layers.frontend import NormalizationStats
+
+    fe = keras_dssdn.params.FrontEndParams(n_mels=16, n_fft=512, win_length=400, hop_length=256, sample_rate=16000)
+    ops = ["ADD", "CONV_2D", "SOFTMAX", "PADV2"]
+    frames = fe.num_frames(0.5)
+    files = {}
+    files.update(csources.c_array_source(bytes(range(40)), "g_dssdn_model_data", "dssdn_model_data.h"))
+    files["dssdn_op_resolver.h"] = csources.op_resolver_header(ops)
+    files.update(csources.model_settings_sources({
+        "arena_bytes": 4096, "arena_min_bytes": 4000, "model_bytes": 40, "input_shape": [1, 16, frames, 1],
+        "input_scale": 0.05, "input_zero_point": -3, "output_scale": 1 / 256, "output_zero_point": -128,
+        "class_names": ["cafe/restaurant", 'say "hi"', "c"]}))
+    consts = frontend_constants(fe, [1, 16, frames, 1], 0.05, -3, NormalizationStats([-8.0], [4.0]), ["a"],
+                                1 / 256, -128, seconds=0.5)
+    files.update(cfrontend.frontend_c_sources(consts))
+    files["dssdn_example.cc"] = csources.example_source()
+    _stub_tflm(tmp_path)
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     (tmp_path / "main.cc").write_text(
-        '#include "dssdn_op_resolver.h"\n#include "dssdn_model_data.h"\n#include "dssdn_model_settings.h"\n'
-        '#include "dssdn_frontend.h"\nint main() { dssdn::OpResolver r; return dssdn::RegisterOperators(r) == '
-        'kTfLiteOk && g_dssdn_model_data_len == 40 && dssdn::kWindow[1024] > 0.99f ? 0 : 1; }\n')
+        '#include <cstdio>\n#include "dssdn_op_resolver.h"\n#include "dssdn_model_data.h"\n'
+        '#include "dssdn_model_settings.h"\n#include "dssdn_frontend.h"\n'
+        '#include "tensorflow/lite/micro/micro_interpreter.h"\n'
+        "bool SceneSetup(); int ScenePushAudio(const int16_t*, int32_t); int SceneClipResult(float*);\n"
+        "TfLiteStatus tflite::MicroInterpreter::Invoke() { long s = 0; for (int i = 0; i < dssdn::kInputElements; ++i)"
+        " s += in_.data.int8[i]; for (int c = 0; c < dssdn::kNumClasses; ++c) scores_[c] = (c == ((s % 3) + 3) % 3)"
+        " ? 127 : -128; ++invocations; return kTfLiteOk; }\n"
+        "int main() { static int16_t pcm[DSSDN_FE_SEGMENT_SAMPLES * 5 / 2]; float p[dssdn::kNumClasses];\n"
+        "  for (int i = 0; i < DSSDN_FE_SEGMENT_SAMPLES * 5 / 2; ++i) pcm[i] = (int16_t)((i * 7919) % 20000 - 10000);\n"
+        "  int n = 0, pos = 0, chunk = 1;\n  if (!SceneSetup()) return 2;\n"
+        "  while (pos < DSSDN_FE_SEGMENT_SAMPLES * 5 / 2) { int k = chunk; if (k > DSSDN_FE_SEGMENT_SAMPLES * 5 / 2 - pos)"
+        " k = DSSDN_FE_SEGMENT_SAMPLES * 5 / 2 - pos; n += ScenePushAudio(pcm + pos, k); pos += k; chunk = chunk * 3 % 1001 + 1; }\n"
+        "  int best = SceneClipResult(p); printf(\"%d %d %.3f\\n\", n, best, p[best]);\n"
+        "  return (n == 2 && best >= 0 && g_dssdn_model_data_len == 40 && dssdn_fe_window[256] > 0.99f) ? 0 : 1; }\n")
+    obj = tmp_path / "dssdn_frontend.o"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", str(tmp_path / "dssdn_frontend.c"),
+                    "-o", str(obj)], check=True, capture_output=True)
     sources = [str(tmp_path / n) for n in files if n.endswith(".cc")] + [str(tmp_path / "main.cc")]
     exe = tmp_path / "a.out"
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(tmp_path), *sources, "-o", str(exe)],
-                   check=True, capture_output=True)
-    assert subprocess.run([str(exe)]).returncode == 0
+    proc = subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(tmp_path), *sources, str(obj), "-o",
+                           str(exe), "-lm"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
+    segments, best, prob = run.stdout.split()
+    # two complete segments classified (the half is pending); the clip result is the mean of their outputs
+    # (each 255 / 256 for its class): 0.996 when both chose the same class, else 0.498
+    assert int(segments) == 2 and min(abs(float(prob) - 0.996), abs(float(prob) - 0.498)) < 1e-3
 
 
 def test_c_array_roundtrip_and_sparse_filterbank():
@@ -77,12 +133,16 @@ def test_c_array_roundtrip_and_sparse_filterbank():
 
 
 def test_templates_are_package_files_and_fully_filled():
-    assert "ClassifyScene" in csources.example_source()
+    from keras_dssdn.deploy import cfrontend
+
+    assert "ScenePushAudio" in csources.example_source()
     assert "def smallest_arena" in template_text("arena_probe.py")
     consts = frontend_constants(keras_dssdn.DEFAULT_FRONTEND, [1, 128, 44, 1], 0.05, -3)
-    texts = [csources.op_resolver_header(["ADD"]), *csources.frontend_sources(consts).values(),
+    c_files = cfrontend.frontend_c_sources(consts)
+    texts = [csources.op_resolver_header(["ADD"]), *c_files.values(),
              *csources.c_array_source(b"\x01", "v", "v.h", comment="c").values()]
     assert not any("${" in t for t in texts)
-    assert frontend_constant_bytes(consts) == 19316  # window 8 KB, 2,046 mel weights, per-band arrays
-    assert consts["normalization"] is None and "kHasNormalization = false;" in csources.frontend_sources(consts)[
-        "dssdn_frontend.h"]
+    # window and twiddles 8 KB each, 2,013 non-zero mel weights, five per-band arrays
+    assert cfrontend.frontend_flash_bytes(consts) == 4 * 2048 * 2 + 4 * 2013 + 128 * 16
+    assert "#define DSSDN_FE_RAM_BYTES 12304" in c_files["dssdn_frontend.h"]  # int16 ring + float FFT of 2,048
+    assert "#define DSSDN_FE_PAD 1024" in c_files["dssdn_frontend.h"]

@@ -1,0 +1,133 @@
+"""The generated C front end: compiled with the system compiler, streamed, compared with the training front end."""
+
+import numpy as np
+import pytest
+
+from keras_dssdn.deploy import cfrontend, host_check
+from keras_dssdn.deploy.frontend_constants import frontend_constants
+from keras_dssdn.errors import FrontEndError, VerificationError
+from keras_dssdn.layers.frontend import NormalizationStats
+from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
+
+from _export_helpers import tut17_subsets
+
+needs_cc = pytest.mark.skipif(host_check.find_c_compiler() is None,
+                              reason="no C compiler (cc, gcc or clang on PATH, or $CC): the C front end is not built")
+
+#: A second front end: 16 kHz, window shorter than the FFT, 40 bands, global normalisation.
+FE_16K = FrontEndParams(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40, fmin=50.0)
+FE_NO_CENTER = FrontEndParams(sample_rate=16000, n_fft=256, win_length=256, hop_length=128, n_mels=32, center=False)
+
+
+def _setup(fe, seconds=1.0, per_band=True, scale=8.0 / 255, zero_point=-1):
+    frames = fe.num_frames(seconds)
+    stats = (NormalizationStats([-8.0 + 0.01 * m for m in range(fe.n_mels)], [3.5] * fe.n_mels, mode="per_band")
+             if per_band else NormalizationStats([-7.0], [4.0]))
+    consts = frontend_constants(fe, [1, fe.n_mels, frames, 1], scale, zero_point, stats, seconds=seconds)
+    return consts, stats
+
+
+def _both(tmp_path, fe, pcm, seconds=1.0, pad=False, consts=None, per_band=True):
+    c_consts, stats = _setup(fe, seconds, per_band)
+    consts = consts or c_consts
+    exe = host_check.build_frontend(cfrontend.frontend_c_sources(consts), str(tmp_path))
+    q = c_consts["input_quantization"]
+    c = host_check.run_c_frontend(exe, pcm, (fe.n_mels, c_consts["frames"]), pad=pad)
+    py = host_check.python_int8_tensors(pcm, fe, stats, q["scale"], q["zero_point"], c_consts["num_samples"], pad=pad)
+    return c, py
+
+
+def _assert_parity(c, py):
+    parity = host_check.tensor_parity(c, py)
+    assert parity["equal_fraction"] >= host_check.MIN_EQUAL_FRACTION, parity
+    assert parity["max_step"] <= host_check.MAX_STEP, parity
+    return parity
+
+
+@needs_cc
+@pytest.mark.parametrize("fe", [DEFAULT_FRONTEND, FE_16K, FE_NO_CENTER], ids=["44k_2048_128", "16k_512_win400",
+                                                                             "no_center"])
+def test_edge_case_signals_match_the_python_front_end(tmp_path, fe):
+    """Silence, full-scale square wave, clipping, noise, impulses, a sweep: two segments each, streamed in chunks."""
+    seg = fe.num_samples(1.0)
+    signals = host_check.edge_case_signals(fe.sample_rate, 2 * seg + seg // 3)  # a partial third segment: dropped
+    pcm = np.stack(list(signals.values()))
+    c, py = _both(tmp_path, fe, pcm, per_band=fe is not FE_16K)
+    assert c.shape == (2 * len(signals), fe.n_mels, fe.num_frames(1.0), 1)
+    _assert_parity(c, py)
+    silence = c[:2]
+    assert np.all(silence == silence[:, :, :1])  # log(0 + offset) in every frame
+
+
+@needs_cc
+def test_real_clips_match_and_flush_zero_pads_like_the_pipeline(tmp_path, shared_data):
+    """Real TUT 2017 clips (int16 FLAC) through the pipeline's loader; a partial last segment completed by
+    dssdn_fe_flush equals the Python front end on the zero-padded segment."""
+    _, _, _, evaluate = tut17_subsets(shared_data, n_eval=2)
+    pcm = np.concatenate(list(host_check.clip_batches(evaluate, DEFAULT_FRONTEND, 10.0)))
+    assert pcm.shape == (2, 441000)
+    c, py = _both(tmp_path, DEFAULT_FRONTEND, pcm)
+    assert len(c) == 20
+    _assert_parity(c, py)
+    cut = pcm[:, :int(2.5 * 44100)]  # the third segment is half audio, half zeros
+    c, py = _both(tmp_path, DEFAULT_FRONTEND, cut, pad=True)
+    assert len(c) == 6
+    _assert_parity(c, py)
+
+
+@needs_cc
+def test_a_wrong_constant_fails_the_check(tmp_path):
+    """The comparison can fail: an int8 offset two steps off is caught."""
+    fe = FE_16K
+    consts, stats = _setup(fe)
+    consts["logmel_to_int8"]["offset"] = [v + 2.0 for v in consts["logmel_to_int8"]["offset"]]
+    pcm = np.stack(list(host_check.edge_case_signals(fe.sample_rate, fe.num_samples(1.0)).values()))
+    c, py = _both(tmp_path, fe, pcm, consts=consts)
+    parity = host_check.tensor_parity(c, py)
+    assert parity["max_step"] == 2
+    with pytest.raises(VerificationError, match="2 quantisation steps"):
+        host_check._check_thresholds("test signals", parity, None)
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(n_fft=1000, win_length=1000), "n_fft to be a power of two.*n_fft=1000.*n_fft=1024"),
+    (dict(n_fft=2, win_length=2, n_mels=1), "power of two between 4"),
+])
+def test_front_ends_the_c_code_cannot_reproduce_are_rejected(changes, match):
+    fe = FrontEndParams(**{**DEFAULT_FRONTEND.to_dict(), **changes})
+    with pytest.raises(FrontEndError, match=match):
+        cfrontend.check_supported(fe, fe.num_samples(1.0))
+    with pytest.raises(FrontEndError, match="too short"):
+        cfrontend.check_supported(DEFAULT_FRONTEND, 1024)
+
+
+def test_export_rejects_such_a_front_end_before_writing(tmp_path):
+    import keras
+
+    from keras_dssdn.deploy.bundle import export_bundle
+
+    fe = FrontEndParams(sample_rate=16000, n_fft=400, win_length=400, hop_length=160, n_mels=16)
+    inp = keras.Input((16, fe.num_frames(1.0), 1))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inp)))
+    out = tmp_path / "bundle"
+    with pytest.raises(FrontEndError, match="n_fft=400"):
+        export_bundle(model, out, representative=np.zeros((4, 16, fe.num_frames(1.0), 1), np.float32), frontend=fe,
+                      log=lambda *a: None)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_without_a_compiler_the_check_is_skipped_and_says_so(monkeypatch):
+    monkeypatch.setattr(host_check, "find_c_compiler", lambda: None)
+    consts, stats = _setup(FE_16K)
+    lines = []
+    out = host_check.check_c_frontend({}, consts, FE_16K, stats, b"", 4096, log=lines.append)
+    assert "no C compiler" in out["skipped"] and "NOT checked" in lines[0]
+
+
+def test_ram_and_flash_constants_are_in_the_header():
+    consts, _ = _setup(FE_16K)
+    header = cfrontend.frontend_c_sources(consts)[cfrontend.HEADER]
+    assert f"#define DSSDN_FE_RAM_BYTES {6 * 512 + 16}" in header
+    assert f"#define DSSDN_FE_FLASH_BYTES {cfrontend.frontend_flash_bytes(consts)}" in header
+    assert "#define DSSDN_FE_FIRST_COLUMN_SAMPLES 257" in header and "#define DSSDN_FE_SEGMENT_SAMPLES 16000" in header
+    assert "malloc" not in cfrontend.frontend_c_sources(consts)[cfrontend.SOURCE]  # no heap
