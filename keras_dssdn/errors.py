@@ -64,6 +64,10 @@ class ShortClipError(DataError):
 
 class ConfigError(DSSDNError, ValueError):
     """A configuration key or value that does not exist or does not fit."""
+class ImpulseResponseError(DataError):
+    """An impulse-response folder or file that cannot be used (empty folder, too long, silent, non-finite)."""
+
+
 
     exit_code = 2
 

@@ -17,6 +17,9 @@ normalisation and class names reach them without the user repeating them::
         checkpoint/last.keras, checkpoint/state.json   every epoch, with the optimizer state
         best.keras           best epoch: raw log-mel in, probabilities out (normalisation, class names inside)
         metrics.json, metrics.md, confusion.png        evaluation of best.keras on the evaluate split
+        subset.csv           the training clips of a train_subset run (filename, scene_label, identifier, source_label)
+        devices/index.json   device-specific models (dssdn-finetune): {device: {"folder", "clips", ...}}
+        devices/<folder>/best.keras                     one fine-tuned model per device
 
 :func:`find_run` turns what a user passes (the folder, ``best.keras`` or
 ``checkpoint/last.keras``) into the run it belongs to.
@@ -47,6 +50,9 @@ CHECKPOINT = "checkpoint/last.keras"
 STATE = "checkpoint/state.json"
 BEST = "best.keras"
 METRICS = "metrics.json"
+SUBSET = "subset.csv"
+DEVICES = "devices"
+DEVICE_INDEX = "devices/index.json"
 
 
 class RunFolder:
@@ -143,7 +149,52 @@ class RunFolder:
     def state(self) -> Optional[dict]:
         return self._json(STATE, required=False)
 
+    def subset_filenames(self) -> Optional[list]:
+        """The file names of ``subset.csv`` (the clips a ``train_subset`` run trained on), or None without one."""
+        path = self.file(SUBSET)
+        if not path.is_file():
+            return None
+        from keras_dssdn.data.datasets import read_csv
+
+        return [c.filename for c in read_csv(path, root=str(self.path), check_files=False)]
+
+    def device_models(self) -> dict:
+        """``{device: path of its fine-tuned best.keras}`` from ``devices/index.json`` (empty without one)."""
+        index = self._json(DEVICE_INDEX, required=False) or {}
+        models = {}
+        for device, entry in index.items():
+            path = self.path / DEVICES / entry["folder"] / BEST
+            if not path.is_file():
+                raise RunFolderError(f"{self.file(DEVICE_INDEX)} lists device {device!r} but {path} is missing; run "
+                                     "dssdn-finetune again.")
+            models[device] = path
+        return models
+
+    def device_index(self) -> dict:
+        """The saved ``devices/index.json`` (empty without one)."""
+        return self._json(DEVICE_INDEX, required=False) or {}
+
     # ---- writing ----
+    def write_subset(self, clips) -> None:
+        """``subset.csv``: the training clips of a ``train_subset`` run (tab-separated, with a header)."""
+        from keras_dssdn.fileio import write_text_atomic
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        rows = ["filename\tscene_label\tidentifier\tsource_label"] + [
+            "\t".join([c.filename, c.label or "", c.identifier or "", c.device or ""]) for c in clips]
+        write_text_atomic(self.file(SUBSET), "\n".join(rows) + "\n")
+
+    def device_folder(self, device: str, position: int) -> Path:
+        """The folder of one device's fine-tuned model: ``devices/<position>_<device, file-safe>``."""
+        import re
+
+        return self.path / DEVICES / f"{position:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', device)[:40]}"
+
+    def write_device_index(self, index: dict) -> None:
+        """``devices/index.json``: ``{device: {"folder": <name under devices/>, ...}}`` (written last)."""
+        (self.path / DEVICES).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.file(DEVICE_INDEX), index)
+
     def write_setup(self, config: dict, frontend: FrontEndParams, vocabulary, normalization=None,
                     model_config=None) -> None:
         """Write the files a run starts with (each atomically); ``config.json`` last, so that a folder with a
@@ -167,7 +218,8 @@ class RunFolder:
 
         if not self.exists or self.has_checkpoint:
             return False
-        ours = {CONFIG, MODEL_CONFIG, FRONTEND, LABELS, NORMALIZATION, DISTRIBUTION, LOG, TENSORBOARD, "checkpoint"}
+        ours = {CONFIG, MODEL_CONFIG, FRONTEND, LABELS, NORMALIZATION, DISTRIBUTION, LOG, TENSORBOARD, "checkpoint",
+                SUBSET}
         entries = list(self.path.iterdir())
         if any(e.name not in ours for e in entries) or any(
                 e.name == "checkpoint" and any(not c.name.startswith(".") for c in e.iterdir()) for e in entries):

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment-seconds", type=float, help="default: the run's segment_seconds, or the model's input")
     p.add_argument("--skip-missing", action="store_true")
     p.add_argument("--out", help="folder for metrics.json / metrics.md / confusion.png")
+    p.add_argument("--device", help="the recording device of every clip (default: the metadata's source_label); "
+                                    "chooses the run's fine-tuned model for it (dssdn-finetune)")
+    p.add_argument("--general-only", action="store_true", help="ignore the run's fine-tuned device models")
     return p
 
 
@@ -70,10 +73,17 @@ def main(argv=None) -> int:
         from keras_dssdn.inference.evaluate import evaluate_model, load_classifier, write_reports
 
         model_path, vocab, frontend, stats, clip, segment = _settings(args)
-        model = load_classifier(model_path, normalization=stats)
+        from keras_dssdn.inference.device_models import load_device_models
+        from keras_dssdn.runs import find_run
+
+        run = find_run(model_path) if model_path.name == "best.keras" else None
+        routed = load_device_models(run) if run is not None and not args.general_only else None
+        if routed is not None:
+            print(f"device models of {run.path}: {sorted(routed.by_device)} (general model for other devices)")
+        model = routed or load_classifier(model_path, normalization=stats)
         clips = read_clips(args.data, split=args.split, fold=args.fold, skip_missing=args.skip_missing)
         metrics = evaluate_model(model, clips, vocabulary=vocab, frontend=frontend, clip_seconds=clip,
-                                 segment_seconds=segment)
+                                 segment_seconds=segment, device=args.device)
         title = f"{model_path.name} on {clips.name}"
         print(markdown_report(metrics, title))
         if args.out:

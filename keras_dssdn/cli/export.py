@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-drop", type=float, default=None,
                    help="fail if deployed int8 accuracy is more than this many points below float")
     p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    p.add_argument("--per-device", action="store_true", help="with --run-dir: one bundle per fine-tuned device model "
+                   "(dssdn-finetune) and one for the general model, each checked against the complexity budget")
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     return p
 
@@ -98,6 +100,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         _data_must_exist(args.data)
         log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+        if args.per_device:  # docs/devices.md
+            from keras_dssdn.deploy.devices import export_device_bundles
+
+            record = export_device_bundles(args.run_dir or args.model, args.out, settings_from_args(args, command),
+                                           log=log)
+            print(f"{args.out}: bundles for the general model and devices {sorted(record['devices'])}")
+            return 0
         result = export_bundle(args.model or args.run_dir, args.out, settings_from_args(args, command), log=log)
         print(summary_line(result.report))
         return 0

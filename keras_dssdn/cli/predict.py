@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", action="store_true", help="table: also print every window")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--out", help="write to this file instead of standard output")
+    p.add_argument("--device", help="recording device of the files ('auto': the last '-' field of each file name, "
+                                    "TAU 2020's naming); chooses the run's fine-tuned model for it (dssdn-finetune)")
     return p
 
 
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
         from keras_dssdn.inference.predict import load_predictor, predict_files
 
         predictor = load_predictor(args.model)
-        results = predict_files(predictor, args.inputs, hop_seconds=args.hop, k=args.top_k)
+        results = predict_files(predictor, args.inputs, hop_seconds=args.hop, k=args.top_k, device=args.device)
         if not results:
             raise ConfigError("no audio files (.wav, .flac) found in " + ", ".join(args.inputs))
         text = _render(args, predictor, results)

@@ -149,6 +149,7 @@ def make_dataset(
     skip_missing: bool = False,
     num_parallel_calls: Optional[int] = None,
 ) -> tf.data.Dataset:
+    devices=None,
     """Batched ``(x, y)`` (or ``(x, y, metadata)``) dataset for training or evaluation.
 
     Args:
@@ -191,6 +192,8 @@ def make_dataset(
     Raises :class:`~keras_dssdn.errors.DataError` subclasses naming the file /
     row for missing, unreadable, unsupported or too-short audio and unknown
     labels.
+      devices: a :class:`~keras_dssdn.data.device_augment.DeviceAugment` for a training set (impulse responses
+        on cached waveforms, spectrum differences on batches; docs/devices.md).
     """
     p = frontend or DEFAULT_FRONTEND
     num_parallel_calls = num_parallel_calls or cpu_count()
@@ -227,7 +230,7 @@ def make_dataset(
         ds = ds.apply(tf.data.experimental.assert_cardinality(n_examples))
     if output == "logmel":
         ds = ds.map(lambda x, m: (log_mel_spectrogram(x, p), m), num_parallel_calls=num_parallel_calls)
-    ds = _cached(ds, cache)
+    ds = _cached(ds, logmel_cache)
     if training:
         buffer = shuffle_buffer or (n_examples if cache == "memory" else min(n_examples, 2048))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -235,6 +238,9 @@ def make_dataset(
     ds = ds.map(_labeller(label_mode, len(vocab) if vocab is not None else 0))
     if augment is not None:
         ds = tf.data.Dataset.zip((ds, batch_seeds(seed + 1)))
+    logmel_cache = cache
+    if training and devices is not None:  # DIR: the waveforms are cached and convolved every epoch
+        ds, logmel_cache = devices.waveform_stage(ds, cache, _cached, seed, num_parallel_calls)
         ds = ds.map(lambda b, s: augment_batch(b[0], b[1], augment, s) + (b[2],), num_parallel_calls=num_parallel_calls)
     if normalization is not None:
         ds = ds.map(lambda x, y, m: (normalization.apply(x), y, m))
@@ -250,6 +256,8 @@ METADATA_KEYS = ("file", "device", "identifier", "clip_index", "segment_index")
 _TABLE_META = ("label", "clip_index", "file", "device", "identifier")
 
 
+    if training and devices is not None:
+        ds = devices.batch_stage(ds, seed, num_parallel_calls)
 def _label_mode(label_mode: Optional[str], augment) -> str:
     """One-hot when mixup makes soft labels, else integer ids (unless the caller chose)."""
     if label_mode is None:

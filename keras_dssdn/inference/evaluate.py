@@ -122,8 +122,13 @@ def evaluate_model(
     clip_seconds: Optional[float] = None,
     segment_seconds: Optional[float] = None,
     batch_size: int = 32,
+    device: Optional[str] = None,
 ) -> dict:
     """Metrics of ``model`` (Keras model or :class:`TFLiteClassifier`) on labelled ``clips``.
+
+    ``model`` may be a :class:`~keras_dssdn.inference.device_models.DeviceModels`: each clip is scored by its
+    device's model (the general one for a device without). ``device``: the device of every clip (overrides the
+    metadata column).
 
     The vocabulary comes from the model's ClassNames layer unless given.
     ``segment_seconds`` defaults to the model's input length when that is
@@ -132,6 +137,10 @@ def evaluate_model(
     """
     from keras_dssdn.data.pipeline import decoding_errors, make_dataset
 
+    from keras_dssdn.inference.device_models import DeviceModels
+
+    router = model if isinstance(model, DeviceModels) else None
+    model = router.general if router is not None else model
     p = frontend or DEFAULT_FRONTEND
     vocab = vocabulary or vocabulary_from_model(model)
     if vocab is None:
@@ -147,8 +156,10 @@ def evaluate_model(
     ds = make_dataset(clips, p, training=False, vocabulary=vocab, clip_seconds=clip_s,
                       segment_seconds=segment_seconds, batch_size=batch_size, with_metadata=True, cache=None)
     with decoding_errors():
-        probs, labels, meta = predict_probabilities(model, ds)
+        probs, labels, meta = predict_probabilities(router.models if router is not None else model, ds)
     clip_index, devices = meta["clip_index"], meta["device"].astype(str)
+    devices = np.full(len(devices), device) if device is not None else devices
+    probs = router.route(probs, devices) if router is not None else probs
     if segment_seconds is None:
         out = classification_metrics(labels, probs, vocab.names, devices)
         out["level"] = "clip"

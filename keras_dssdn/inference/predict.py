@@ -48,6 +48,11 @@ class Predictor:
     class_names: List[str]
     frames: int
     source: str
+    devices: Optional[object] = None  # DeviceModels of a run with fine-tuned device models (dssdn-finetune)
+
+    def model_for(self, device: Optional[str]):
+        """The model answering for ``device``: its fine-tuned one, else the general one (said once per device)."""
+        return self.devices.model_for(device) if self.devices is not None else self.model
 
     @property
     def window_seconds(self) -> float:
@@ -101,7 +106,14 @@ def _keras_predictor(path: Path) -> Predictor:
     frames = model.input_shape[2]
     if frames is None:
         raise ModelFileError(f"{path}: the model's input length is not fixed; cannot choose a window.")
-    return Predictor(model, run.frontend() if run else DEFAULT_FRONTEND, list(vocab.names), int(frames), str(path))
+    from keras_dssdn.inference.device_models import load_device_models
+
+    import sys
+
+    devices = load_device_models(run, log=lambda m: print(m, file=sys.stderr)) if run and path.name == "best.keras" \
+        else None
+    return Predictor(model, run.frontend() if run else DEFAULT_FRONTEND, list(vocab.names), int(frames), str(path),
+                     devices)
 
 
 def load_predictor(path) -> Predictor:
@@ -133,8 +145,11 @@ def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list:
 
 
 def predict_file(predictor: Predictor, path, *, hop_seconds: Optional[float] = None, k: int = 3,
-                 batch_size: int = 16) -> dict:
+                 batch_size: int = 16, device: Optional[str] = None) -> dict:
     """Predictions for one audio file: ``{"file", "seconds", "windows": [...], "top": [...], "padded"}``.
+
+    ``device``: the recording device, choosing a fine-tuned model when the run has one (``"auto"``: the last
+    ``-`` field of the file name, TAU 2020's naming).
 
     Raises the decoder's error (naming the file) for unreadable audio.
     """
@@ -150,15 +165,20 @@ def predict_file(predictor: Predictor, path, *, hop_seconds: Optional[float] = N
     size = predictor.window_samples
     hop = size if hop_seconds is None else max(1, int(round(hop_seconds * p.sample_rate)))
     starts, wins, padded = _windows(x, size, hop)
+    if device == "auto":
+        from keras_dssdn.inference.device_models import device_from_filename
+
+        device = device_from_filename(path)
+    model = predictor.model_for(device)
     probs = []
     for i in range(0, len(wins), batch_size):
         logmel = np.asarray(log_mel_spectrogram(wins[i:i + batch_size], p))
-        probs.append(np.asarray(predictor.model.predict(logmel, verbose=0)))
+        probs.append(np.asarray(model.predict(logmel, verbose=0)))
     probs = np.concatenate(probs)
     windows = [{"index": j, "start": float(s / p.sample_rate), "end": float(min(s + size, len(x)) / p.sample_rate),
                 "top": top_k(pr, predictor.class_names, k)} for j, (s, pr) in enumerate(zip(starts, probs))]
     mean = probs.mean(axis=0)
-    return {"file": str(path), "seconds": float(len(x) / p.sample_rate), "padded": bool(padded),
+    return {"file": str(path), "seconds": float(len(x) / p.sample_rate), "padded": bool(padded), "device": device,
             "windows": windows, "top": top_k(mean, predictor.class_names, k), "probabilities": mean.tolist()}
 
 

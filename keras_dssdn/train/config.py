@@ -78,6 +78,13 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}.")
         if self.normalization not in ("global", "per_band", "none"):
             raise ConfigError(f"normalization must be global, per_band or none, got {self.normalization!r}.")
+    # devices (docs/devices.md): impulse-response folder and probability per clip, spectrum-difference file
+    # (dssdn-devices spectra) and probability, training subset in percent (5, 10, 25, 50, 100)
+    dir_folder: Optional[str] = None
+    dir_prob: float = 0.6
+    dsmn_file: Optional[str] = None
+    dsmn_prob: float = 0.6
+    train_subset: int = 100
         if self.mixed_precision not in ("auto", "on", "off"):
             raise ConfigError(f"mixed_precision must be auto, on or off, got {self.mixed_precision!r}.")
         if self.monitor not in ("val_accuracy", "val_loss", "last"):
@@ -97,6 +104,8 @@ class TrainConfig:
         if self.segment_seconds is not None and frontend.num_samples(self.segment_seconds) > frontend.num_samples(clip):
             raise ConfigError(f"segment_seconds={self.segment_seconds:g} is longer than the clips "
                               f"(clip_seconds={clip:g}); choose a segment of at most {clip:g} s.")
+        from keras_dssdn.data.device_augment import check_device_keys
+        check_device_keys(self)
         for key, seconds in (("clip_seconds", self.clip_seconds), ("segment_seconds", self.segment_seconds)):
             if seconds is not None and frontend.num_samples(seconds) < frontend.n_fft:
                 raise ConfigError(f"{key}={seconds:g} is shorter than one STFT window "

@@ -242,6 +242,8 @@ def _start(cfg: TrainConfig, resume: bool) -> _Session:
                                                                                              cfg.lr_scaling))
     keras.utils.set_random_seed(cfg.seed)
     train_clips, eval_clips, vocab = training_data(cfg, vocabulary)
+    from keras_dssdn.data.subsets import run_subset  # train_subset=5|10|25|50|100 (docs/devices.md)
+    train_clips = run_subset(cfg, train_clips, RunFolder(run_dir) if resume else None, cfg.verbose)
     session = _Session(cfg, run_cfg, dist, run_dir, run_dir if dist.is_chief else distribute.worker_dir(dist),
                        cfg.verbose if dist.is_chief else 0, train_clips, eval_clips, vocab)
     if session.verbose:
@@ -256,7 +258,10 @@ def _datasets(s: _Session):
     from keras_dssdn.data.pipeline import make_dataset
 
     common = dataset_options(s.run_cfg, s.vocab)
-    train_ds = make_dataset(s.train_clips, training=True, augment=s.cfg.augment_config(), seed=s.cfg.seed, **common)
+    from keras_dssdn.data.device_augment import device_augment  # DIR / DSMN (docs/devices.md)
+
+    train_ds = make_dataset(s.train_clips, training=True, augment=s.cfg.augment_config(), seed=s.cfg.seed,
+                            devices=device_augment(s.cfg), **common)
     eval_ds = make_dataset(s.eval_clips, training=False, **common) if s.eval_clips is not None else None
     steps = int(train_ds.cardinality().numpy())
     if s.dist.distributed:
@@ -276,6 +281,8 @@ def _model(s: _Session, resume: bool, steps: int):
     with s.dist.scope():
         net = build_network(s.cfg, len(s.vocab))
         model = compile_for_training(wrap_network(net, s.cfg, stats, s.vocab), s.run_cfg, steps)
+    if s.cfg.train_subset != 100:
+        RunFolder(s.out_dir).write_subset(s.train_clips)
     RunFolder(s.out_dir).write_setup(s.cfg.to_dict(), s.cfg.frontend_params(), s.vocab, stats,
                                      getattr(net, "dssdn_config", None))
     return model, None, 0
