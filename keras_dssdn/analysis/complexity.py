@@ -14,6 +14,7 @@ Command line::
     python -m keras_dssdn.analysis.complexity                 # summary of every preset
     python -m keras_dssdn.analysis.complexity --size small --table --seconds 1
     python -m keras_dssdn.analysis.complexity --model run/best.keras --seconds 10 --int8
+    dssdn-complexity --size dcase_small_1s --ram        # + device RAM (TFLM arena estimate, front end, audio)
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class ComplexityReport:
     macs: int
     seconds: Optional[float] = None
     int8: Optional[Dict[str, int]] = None  # see tflite_constant_bytes
+    ram: Optional[Dict[str, int]] = None  # see keras_dssdn.analysis.ram.device_ram (bytes)
 
     def table(self) -> str:
         """A fixed-width per-layer table with totals (DCASE-baseline style)."""
@@ -142,6 +144,9 @@ class ComplexityReport:
         if self.int8 is not None:
             s += (f", int8 TFLite: {self.int8['int8']:,} bytes of int8 weights, {self.int8['int32']:,} of int32 "
                   f"biases/shapes, {self.int8['file']:,} bytes in the file")
+        if self.ram is not None:
+            s += (f", device RAM {self.ram['total']:,} B (TFLM arena estimate {self.ram['arena']:,} + front end "
+                  f"{self.ram['frontend']:,} + audio buffer {self.ram['audio_buffer']:,})")
         return s
 
     def to_dict(self) -> dict:
@@ -157,14 +162,16 @@ def _with_input_shape(model: keras.Model, input_shape) -> keras.Model:
 
 
 def profile(model: keras.Model, input_shape: Optional[Sequence[int]] = None, *, seconds: Optional[float] = None,
-            frontend: FrontEndParams = DEFAULT_FRONTEND, int8: bool = False) -> ComplexityReport:
+            frontend: FrontEndParams = DEFAULT_FRONTEND, int8: bool = False, ram: bool = False) -> ComplexityReport:
     """Count parameters and MACs of ``model`` per layer.
 
     ``input_shape`` (no batch axis) defaults to the model's own; give it, or
     ``seconds`` (a log-mel input of that clip length under ``frontend``), to
     count another input length (the model is cloned for that shape).
     ``int8=True`` also converts to a full-integer TFLite model and reports its
-    size in bytes (slow: seconds to a minute).
+    size in bytes (slow: seconds to a minute). ``ram=True`` also estimates the device RAM
+    (:func:`keras_dssdn.analysis.ram.device_ram`: the TFLM arena planned from the converted graph, the C
+    front end of ``frontend`` and an audio buffer; also seconds).
     """
     if len(model.inputs) != 1:
         raise ValueError(f"profile() supports single-input models; {model.name} has {len(model.inputs)} inputs.")
@@ -190,8 +197,14 @@ def profile(model: keras.Model, input_shape: Optional[Sequence[int]] = None, *, 
     trainable = int(sum(np.prod(w.shape) for w in sized.trainable_weights))
     report = ComplexityReport(model.name, shape, rows, int(sized.count_params()), trainable,
                               int(sum(macs.values())), seconds)
+    flatbuffer = int8_tflite_bytes(sized, shape) if int8 else None
     if int8:
-        report.int8 = tflite_constant_bytes(int8_tflite_bytes(sized, shape))
+        report.int8 = tflite_constant_bytes(flatbuffer)
+    if ram:
+        from keras_dssdn.analysis import ram as ram_module
+
+        arena = ram_module.plan_arena(flatbuffer) if flatbuffer else ram_module.estimate_model_arena(sized)
+        report.ram = ram_module.device_ram(arena.total, frontend)
     return report
 
 

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=None, help="clip length for the input (default: the model's own)")
     p.add_argument("--table", action="store_true", help="print the per-layer table")
     p.add_argument("--int8", action="store_true", help="also convert to int8 TFLite and report its bytes")
+    p.add_argument("--ram", action="store_true",
+                   help="also estimate device RAM: TFLM tensor arena (planned from the converted graph), the C front "
+                        "end and an audio buffer, in bytes")
     return p
 
 
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
         if args.size is None and args.config is None and args.model is None:
             print(preset_summary(list(PRESETS), int8=args.int8))
             return 0
-        report = profile(_model(args), seconds=args.seconds, int8=args.int8)
+        report = profile(_model(args), seconds=args.seconds, int8=args.int8, ram=args.ram)
         print(report.table() if args.table else report.summary_line())
         return 0
 

@@ -76,6 +76,9 @@ def _add_space_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-macs", type=_number, default=None,
                    help="MAC budget per --budget-seconds clip (default: 700e6 per 10 s; dcase_small_1s: 30e6 per 1 s)")
     p.add_argument("--budget-seconds", type=float, default=None, help="clip length the MAC budget is for")
+    p.add_argument("--max-ram", type=_number, default=None, metavar="BYTES",
+                   help="device RAM budget in bytes: TFLM tensor arena (planned from the converted graph, before "
+                        "training) + the C front end + an audio buffer (default: none)")
     p.add_argument("--width-scale", type=_scale, default=(0.5, 2.0),
                    help="widths range over LOW:HIGH x the size's widths (default 0.5:2)")
     p.add_argument("--width-step", type=int, default=8, help="width granularity (default 8)")
@@ -113,7 +116,7 @@ def parse_settings(argv: Optional[Sequence[str]] = None):
     return SearchSettings(
         size=args.size, data=args.data, out=args.out or f"runs/tune/{args.size}", algorithm=args.algorithm,
         max_trials=args.max_trials, epochs=args.epochs, objective=args.objective, max_params=args.max_params,
-        max_macs=args.max_macs, budget_seconds=args.budget_seconds, width_scale=args.width_scale,
+        max_macs=args.max_macs, max_ram=args.max_ram, budget_seconds=args.budget_seconds, width_scale=args.width_scale,
         width_step=args.width_step, min_width=args.min_width, max_width=args.max_width, ratios=not args.widths_only,
         config=args.config, overrides=tuple(args.overrides), seed=args.seed, initial_points=args.initial_points,
         hyperband_factor=args.hyperband_factor, overwrite=args.overwrite, verbose=0 if args.quiet else 1,

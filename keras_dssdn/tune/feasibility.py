@@ -3,7 +3,11 @@
 Every configuration is profiled before any training, in the process that
 would train it: parameters (all Keras parameters, batch-norm statistics
 included) and MACs per clip of ``budget.seconds``, as
-:func:`keras_dssdn.analysis.complexity.profile` counts them.
+:func:`keras_dssdn.analysis.complexity.profile` counts them, and, when the
+budget has ``max_ram``, the device RAM of the model's own input
+(:func:`keras_dssdn.analysis.ram.estimate_device_ram`: TFLM arena planned from
+the converted graph, no data needed, + front end + audio buffer; seconds per
+configuration, so only for those within the parameter and MAC limits).
 
 An over-budget trial is *infeasible*: the tuner's ``run_trial`` returns the
 metrics of :func:`infeasible_metrics` (``params``, ``macs``, ``infeasible = 1``,
@@ -33,11 +37,13 @@ INFEASIBLE = "infeasible"
 
 @dataclasses.dataclass(frozen=True)
 class Complexity:
-    """Parameters and MACs (per ``budget.seconds`` clip) of one configuration against a budget."""
+    """Parameters and MACs (per ``budget.seconds`` clip) of one configuration against a budget, and its device
+    RAM in bytes (None when the budget has no ``max_ram`` or the configuration is already over)."""
 
     params: int
     macs: int
     reason: Optional[str]  # None: fits; else a one-line reason ("params 5,000 > 4,000 (over budget)")
+    ram: Optional[int] = None
 
     @property
     def fits(self) -> bool:
@@ -51,8 +57,15 @@ def measure(config: DSSDNConfig, budget: Budget, frontend=None) -> Complexity:
     from keras_dssdn.params import DEFAULT_FRONTEND
 
     frontend = frontend or DEFAULT_FRONTEND
-    report = profile(build_dssdn(config, name="budget_check"), seconds=budget.seconds, frontend=frontend)
-    return Complexity(report.params, report.macs, budget.reason(report.params, report.macs))
+    model = build_dssdn(config, name="budget_check")
+    report = profile(model, seconds=budget.seconds, frontend=frontend)
+    reason = budget.reason(report.params, report.macs)
+    if budget.max_ram is None or reason is not None:
+        return Complexity(report.params, report.macs, reason)
+    from keras_dssdn.analysis.ram import estimate_device_ram
+
+    ram = estimate_device_ram(model, frontend)["total"]
+    return Complexity(report.params, report.macs, budget.reason(report.params, report.macs, ram_bytes=ram), ram)
 
 
 class InfeasibleTrialError(keras_tuner.errors.FailedTrialError):
@@ -65,7 +78,10 @@ class InfeasibleTrialError(keras_tuner.errors.FailedTrialError):
 
 def infeasible_metrics(check: Complexity, objective: str) -> Dict[str, float]:
     """What an infeasible trial reports: its cost, the marker, and a NaN objective (the oracle requires one)."""
-    return {objective: float("nan"), "params": float(check.params), "macs": float(check.macs), INFEASIBLE: 1.0}
+    out = {objective: float("nan"), "params": float(check.params), "macs": float(check.macs), INFEASIBLE: 1.0}
+    if check.ram is not None:
+        out["ram"] = float(check.ram)
+    return out
 
 
 def reported_infeasible(trial) -> bool:
@@ -75,8 +91,10 @@ def reported_infeasible(trial) -> bool:
 
 def infeasible_message(trial) -> str:
     """A one-line message for an infeasible trial, from its reported ``params`` and ``macs``."""
-    params, macs = (trial.metrics.get_last_value(k) if trial.metrics.exists(k) else None for k in ("params", "macs"))
+    params, macs, ram = (trial.metrics.get_last_value(k) if trial.metrics.exists(k) else None
+                         for k in ("params", "macs", "ram"))
     cost = f"{int(params):,} params, {format_macs(macs)} MACs" if params is not None and macs is not None else "cost"
+    cost += f", {int(ram):,} B RAM" if ram is not None else ""
     return f"infeasible, not trained: {cost} over budget"
 
 

@@ -113,7 +113,9 @@ class DSSDNHyperModel(keras_tuner.HyperModel):
         ratios = "".join(f", {k} {getattr(config, k)}" for k in self.space.searched_ratios())
         return (f"No configuration can fit the budget ({self.budget.describe()}): the smallest in the search space "
                 f"(widths {list(config.widths)}{ratios}) has {cost.params:,} params and {format_macs(cost.macs)} "
-                f"MACs per {self.budget.seconds:g} s. Raise --max-params / --max-macs, or lower the smallest widths "
+                f"MACs per {self.budget.seconds:g} s"
+                + (f" and needs {cost.ram:,} B of RAM" if cost.ram is not None else "")
+                + ". Raise --max-params / --max-macs / --max-ram, or lower the smallest widths "
                 "(--width-scale, --min-width).")
 
     # -- KerasTuner HyperModel ----------------------------------------------------------------

@@ -47,9 +47,11 @@ def _trial_order(trial_id: str):
     return (0, int(trial_id), "") if trial_id.isdigit() else (1, 0, trial_id)
 
 
-def _status_and_reason(trial, budget: Budget, params, macs):
+def _status_and_reason(trial, budget: Budget, params, macs, ram=None):
     if is_infeasible(trial):
-        return "infeasible", budget.reason(int(params), int(macs)) if params is not None else "over budget"
+        if params is None:
+            return "infeasible", "over budget"
+        return "infeasible", budget.reason(int(params), int(macs), ram_bytes=None if ram is None else int(ram))
     if trial.status == "COMPLETED":
         return "feasible", ""
     if trial.status in ("FAILED", "INVALID"):
@@ -63,7 +65,7 @@ def trial_record(trial, hypermodel) -> dict:
     values = trial.hyperparameters.values
     config = hypermodel.config(values)
     params, macs = _metric(trial, "params"), _metric(trial, "macs")
-    status, reason = _status_and_reason(trial, hypermodel.budget, params, macs)
+    status, reason = _status_and_reason(trial, hypermodel.budget, params, macs, _metric(trial, "ram"))
     trained = status == "feasible"
     return {
         "trial": trial.trial_id, "status": status, "widths": list(config.widths),

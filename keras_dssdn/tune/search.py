@@ -67,6 +67,7 @@ class SearchSettings:
     objective: str = "accuracy"
     max_params: Optional[int] = None
     max_macs: Optional[int] = None  # per budget_seconds clip
+    max_ram: Optional[int] = None  # bytes of device RAM: TFLM arena + C front end + audio buffer
     budget_seconds: Optional[float] = None
     width_scale: Tuple[float, float] = (0.5, 2.0)
     width_step: int = 8
@@ -89,7 +90,8 @@ class SearchSettings:
             raise SearchSettingsError(f"size must be one of {sorted(SIZES)}, got {self.size!r}.")
         default = DEFAULT_BUDGETS[self.size]
         return Budget(int(self.max_params or default.max_params), int(self.max_macs or default.max_macs),
-                      float(self.budget_seconds or default.seconds))
+                      float(self.budget_seconds or default.seconds),
+                      max_ram=None if self.max_ram is None else int(self.max_ram))
 
     def signature(self) -> dict:
         """The settings a resumed search must share (what ``search.json`` holds)."""
