@@ -39,6 +39,11 @@ class MetadataError(DataError):
     """A metadata / fold CSV is malformed (missing column, wrong field count...)."""
 
 
+class TeacherLogitsError(DataError):
+    """Teacher logits that do not fit the student's data: clips missing from the file, other classes or class
+    order, another segment layout, another dataset; a teacher model with other labels; a malformed logits file."""
+
+
 class UnknownLabelError(DataError):
     """A label is not in the label vocabulary the dataset is encoded with."""
 
@@ -59,15 +64,15 @@ class ShortClipError(DataError):
     """A clip is shorter than the fixed length the pipeline crops / pads to."""
 
 
+class ImpulseResponseError(DataError):
+    """An impulse-response folder or file that cannot be used (empty folder, too long, silent, non-finite)."""
+
+
 # ---------------------------------------------------------------------------- configuration
 
 
 class ConfigError(DSSDNError, ValueError):
     """A configuration key or value that does not exist or does not fit."""
-class ImpulseResponseError(DataError):
-    """An impulse-response folder or file that cannot be used (empty folder, too long, silent, non-finite)."""
-
-
 
     exit_code = 2
 

@@ -179,7 +179,11 @@ def augment_batch(x, y, config: AugmentConfig, seed):
     Freq-MixStyle, SpecAugment masks, mixup.
 
     ``x``: ``(B, F, T, 1)`` float32; ``y``: one-hot ``(B, classes)`` (needed
-    for mixup; may be int ids when mixup is off). Returns ``(x, y)``.
+    for mixup; may be int ids when mixup is off), or labels and teacher targets
+    side by side ``(B, 2 * classes)`` (knowledge distillation): mixup mixes
+    every column of a row with the same weight, so labels and teacher targets
+    are mixed alike; the other augmentations change ``x`` only, so an
+    augmented clip keeps its clean clip's targets. Returns ``(x, y)``.
     """
     seeds = _split(seed, 5)
     x = tf.convert_to_tensor(x, tf.float32)

@@ -132,6 +132,7 @@ def make_dataset(
     batch_size: int = 32,
     training: bool = False,
     augment: Optional[AugmentConfig] = None,
+    teacher=None,
     vocabulary: Optional[LabelVocabulary] = None,
     label_mode: Optional[str] = None,
     clip_seconds: Optional[float] = None,
@@ -148,8 +149,8 @@ def make_dataset(
     fold: int = 1,
     skip_missing: bool = False,
     num_parallel_calls: Optional[int] = None,
-) -> tf.data.Dataset:
     devices=None,
+) -> tf.data.Dataset:
     """Batched ``(x, y)`` (or ``(x, y, metadata)``) dataset for training or evaluation.
 
     Args:
@@ -159,6 +160,12 @@ def make_dataset(
       training: shuffle (seeded, new order every epoch) and augment. With
         ``False`` the order is the ClipList order and nothing is random.
       augment: :class:`AugmentConfig` applied to training batches (None: none).
+      teacher: a :class:`~keras_dssdn.distill.teacher.TeacherTargets` (knowledge distillation). For a
+        training set (ignored with ``training=False``) each clip's teacher targets ``(segments, classes)``
+        are looked up by clip, checked and put into the clip table before any shuffling; each example
+        carries its segment's row, and ``y`` becomes ``(B, 2 * classes)``: labels, then teacher targets
+        (:func:`keras_dssdn.distill.loss.pack_targets`), so mixup mixes both with the same weights and the
+        other augmentations keep the clean clip's targets. Needs one-hot labels.
       vocabulary: label vocabulary (default: the clips' sorted labels; pass the
         training vocabulary when building the evaluation set).
       label_mode: ``"int"`` (ids ``(B,)``) or ``"one_hot"`` (``(B, classes)``);
@@ -185,6 +192,8 @@ def make_dataset(
       pad_short: zero-pad clips shorter than ``clip_seconds`` instead of
         raising :class:`ShortClipError`.
       drop_remainder: drop the last incomplete batch.
+      devices: a :class:`~keras_dssdn.data.device_augment.DeviceAugment` for a training set (impulse responses
+        on cached waveforms, spectrum differences on batches; docs/devices.md).
       num_parallel_calls: clips decoded at once (default: one per CPU core;
         measured faster than ``tf.data.AUTOTUNE`` for these few, heavy
         elements).
@@ -192,8 +201,6 @@ def make_dataset(
     Raises :class:`~keras_dssdn.errors.DataError` subclasses naming the file /
     row for missing, unreadable, unsupported or too-short audio and unknown
     labels.
-      devices: a :class:`~keras_dssdn.data.device_augment.DeviceAugment` for a training set (impulse responses
-        on cached waveforms, spectrum differences on batches; docs/devices.md).
     """
     p = frontend or DEFAULT_FRONTEND
     num_parallel_calls = num_parallel_calls or cpu_count()
@@ -209,6 +216,8 @@ def make_dataset(
     augment = augment if (training and augment is not None and augment.any) else None
     if augment is not None and output != "logmel":
         raise ValueError("Augmentation works on log-mel maps: use output='logmel'.")
+    if label_mode is None and training and teacher is not None:
+        label_mode = "one_hot"  # teacher targets sit beside one-hot labels
     label_mode = _label_mode(label_mode, augment)
     vocab, label_ids = _encode_labels(clips, vocabulary, training, label_mode)
 
@@ -219,11 +228,19 @@ def make_dataset(
     _check_finite(clips, infos)
     _check_lengths(clips, infos, clip_samples, p.sample_rate, pad_short)
     segment_samples = _segment_samples(p, segment_seconds, clip_seconds)
+    table = _clip_table(clips, infos, label_ids)
+    if training and teacher is not None:
+        table[TEACHER] = _teacher_table(teacher, clips, vocab, label_mode, clip_seconds,
+                                        segment_seconds if segment_samples else None,
+                                        clip_samples // segment_samples if segment_samples else 1)
 
-    ds = tf.data.Dataset.from_tensor_slices(_clip_table(clips, infos, label_ids))
+    ds = tf.data.Dataset.from_tensor_slices(table)
     if training and cache is None:  # cheap full shuffle of the file list
         ds = ds.shuffle(len(clips), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(_loader(p, infos, clip_samples), num_parallel_calls=num_parallel_calls)
+    logmel_cache = cache
+    if training and devices is not None:  # DIR: the waveforms are cached and convolved every epoch
+        ds, logmel_cache = devices.waveform_stage(ds, cache, _cached, seed, num_parallel_calls)
     n_examples = len(clips) * (clip_samples // segment_samples if segment_samples else 1)
     if segment_samples is not None:
         ds = ds.map(_segmenter(segment_samples), num_parallel_calls=num_parallel_calls).unbatch()
@@ -238,10 +255,9 @@ def make_dataset(
     ds = ds.map(_labeller(label_mode, len(vocab) if vocab is not None else 0))
     if augment is not None:
         ds = tf.data.Dataset.zip((ds, batch_seeds(seed + 1)))
-    logmel_cache = cache
-    if training and devices is not None:  # DIR: the waveforms are cached and convolved every epoch
-        ds, logmel_cache = devices.waveform_stage(ds, cache, _cached, seed, num_parallel_calls)
         ds = ds.map(lambda b, s: augment_batch(b[0], b[1], augment, s) + (b[2],), num_parallel_calls=num_parallel_calls)
+    if training and devices is not None:
+        ds = devices.batch_stage(ds, seed, num_parallel_calls)
     if normalization is not None:
         ds = ds.map(lambda x, y, m: (normalization.apply(x), y, m))
     if with_metadata:
@@ -254,10 +270,20 @@ def make_dataset(
 #: The per-example metadata ``make_dataset(..., with_metadata=True)`` yields.
 METADATA_KEYS = ("file", "device", "identifier", "clip_index", "segment_index")
 _TABLE_META = ("label", "clip_index", "file", "device", "identifier")
+#: The clip-table column of teacher targets ``(segments, classes)`` (knowledge distillation).
+TEACHER = "teacher"
 
 
-    if training and devices is not None:
-        ds = devices.batch_stage(ds, seed, num_parallel_calls)
+def _teacher_table(teacher, clips: ClipList, vocab, label_mode: str, clip_seconds: float,
+                   segment_seconds: Optional[float], n_segments: int) -> np.ndarray:
+    """The teacher targets of every clip in ClipList order, ``(clips, n_segments, classes)`` float32 (checked by
+    the teacher: classes, segment layout, dataset, missing clips)."""
+    if label_mode != "one_hot":
+        raise ValueError("Teacher targets travel with one-hot labels: use label_mode='one_hot' (or None).")
+    return teacher.targets(clips, vocab, n_segments=n_segments, segment_seconds=segment_seconds,
+                           clip_seconds=clip_seconds)
+
+
 def _label_mode(label_mode: Optional[str], augment) -> str:
     """One-hot when mixup makes soft labels, else integer ids (unless the caller chose)."""
     if label_mode is None:
@@ -326,7 +352,7 @@ def _loader(p: FrontEndParams, infos: list, clip_samples: int):
         with tf.control_dependencies([check]):
             x = audio_ops.to_mono(x)
         x = audio_ops.fix_length(audio_ops.resample_from(x, e["rate"], p.sample_rate, rates), clip_samples)
-        meta = {k: e[k] for k in _TABLE_META}
+        meta = {k: e[k] for k in _TABLE_META + (TEACHER,) if k in e}
         meta["segment_index"] = tf.constant(0, tf.int32)
         return x, meta
 
@@ -338,8 +364,10 @@ def _segmenter(segment_samples: int):
     def segment(x, meta):
         segs = audio_ops.split_segments(x, segment_samples)
         n = tf.shape(segs)[0]
-        m = {k: tf.fill([n], v) for k, v in meta.items() if k != "segment_index"}
+        m = {k: tf.fill([n], v) for k, v in meta.items() if k not in ("segment_index", TEACHER)}
         m["segment_index"] = tf.range(n, dtype=tf.int32)
+        if TEACHER in meta:  # (segments, classes): row s goes with segment s
+            m[TEACHER] = meta[TEACHER]
         return segs, m
 
     return segment
@@ -355,11 +383,16 @@ def _cached(ds: tf.data.Dataset, cache: Optional[str]) -> tf.data.Dataset:
 
 
 def _labeller(label_mode: str, num_classes: int):
-    """The batch map ``(x, meta) -> (x, y, meta)``: integer ids or one-hot ``(B, classes)``."""
+    """The batch map ``(x, meta) -> (x, y, meta)``: integer ids or one-hot ``(B, classes)``; with teacher targets
+    in ``meta``, one-hot labels and teacher targets side by side ``(B, 2 * classes)``."""
     def labels(x, m):
         y = m["label"]
         if label_mode == "one_hot":
             y = tf.one_hot(y, num_classes, dtype=tf.float32)
+        if TEACHER in m:
+            from keras_dssdn.distill.loss import pack_targets
+
+            y = pack_targets(y, tf.reshape(m[TEACHER], [-1, num_classes]))
         return x, y, m
 
     return labels

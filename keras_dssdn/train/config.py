@@ -59,6 +59,12 @@ class TrainConfig:
     warmup_epochs: int = 3
     min_lr_ratio: float = 0.01
     label_smoothing: float = 0.1
+    # knowledge distillation (docs/distillation.md): a teacher-logits .npz (dssdn-teacher), or teacher run folders /
+    # .keras / .tflite models (a path, a glob pattern or a list); loss = (1 - kd_weight) * label cross-entropy
+    # + kd_weight * kd_temperature^2 * KL(teacher || student), both softened by kd_temperature
+    teacher: Optional[Any] = None
+    kd_temperature: float = 2.0
+    kd_weight: float = 0.5
     normalization: str = "global"
     augment: Dict[str, Any] = dataclasses.field(default_factory=dict)
     early_stopping_patience: int = 15
@@ -72,12 +78,6 @@ class TrainConfig:
     out_dir: str = "runs"
     name: Optional[str] = None
     verbose: int = 1
-
-    def __post_init__(self):
-        if self.optimizer not in ("adamw", "adam", "sgd"):
-            raise ConfigError(f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}.")
-        if self.normalization not in ("global", "per_band", "none"):
-            raise ConfigError(f"normalization must be global, per_band or none, got {self.normalization!r}.")
     # devices (docs/devices.md): impulse-response folder and probability per clip, spectrum-difference file
     # (dssdn-devices spectra) and probability, training subset in percent (5, 10, 25, 50, 100)
     dir_folder: Optional[str] = None
@@ -85,6 +85,12 @@ class TrainConfig:
     dsmn_file: Optional[str] = None
     dsmn_prob: float = 0.6
     train_subset: int = 100
+
+    def __post_init__(self):
+        if self.optimizer not in ("adamw", "adam", "sgd"):
+            raise ConfigError(f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}.")
+        if self.normalization not in ("global", "per_band", "none"):
+            raise ConfigError(f"normalization must be global, per_band or none, got {self.normalization!r}.")
         if self.mixed_precision not in ("auto", "on", "off"):
             raise ConfigError(f"mixed_precision must be auto, on or off, got {self.mixed_precision!r}.")
         if self.monitor not in ("val_accuracy", "val_loss", "last"):
@@ -98,14 +104,14 @@ class TrainConfig:
                               f"batch_size={self.batch_size}.")
         self._check_ranges()
         self._check_model()
+        from keras_dssdn.data.device_augment import check_device_keys
+        check_device_keys(self)
         self.augment_config()  # validates augment keys
         frontend = self.frontend_params()
         clip = self.clip_seconds or frontend.clip_seconds
         if self.segment_seconds is not None and frontend.num_samples(self.segment_seconds) > frontend.num_samples(clip):
             raise ConfigError(f"segment_seconds={self.segment_seconds:g} is longer than the clips "
                               f"(clip_seconds={clip:g}); choose a segment of at most {clip:g} s.")
-        from keras_dssdn.data.device_augment import check_device_keys
-        check_device_keys(self)
         for key, seconds in (("clip_seconds", self.clip_seconds), ("segment_seconds", self.segment_seconds)):
             if seconds is not None and frontend.num_samples(seconds) < frontend.n_fft:
                 raise ConfigError(f"{key}={seconds:g} is shorter than one STFT window "
@@ -124,6 +130,24 @@ class TrainConfig:
         for key, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be {rule}.")
+        self._check_teacher()
+
+    def _check_teacher(self) -> None:
+        """``teacher`` names existing sources (not read yet); the kd_* keys are in range and used only with it."""
+        from keras_dssdn.distill.teacher import check_sources
+
+        if not self.kd_temperature > 0 or not 0 <= self.kd_weight <= 1:
+            raise ConfigError(f"kd_temperature={self.kd_temperature!r} must be > 0 and kd_weight={self.kd_weight!r} "
+                              "in [0, 1].")
+        if self.teacher is None:
+            if (self.kd_temperature, self.kd_weight) != (2.0, 0.5):
+                raise ConfigError(f"kd_temperature / kd_weight are set (to {self.kd_temperature!r} / "
+                                  f"{self.kd_weight!r}) but teacher= is not: give the teacher logits file or runs.")
+            return
+        if not isinstance(self.teacher, (str, list)) or (isinstance(self.teacher, list) and not all(
+                isinstance(t, str) for t in self.teacher)):
+            raise ConfigError(f"teacher={self.teacher!r}: give a path, a glob pattern or a list of paths.")
+        check_sources(self.teacher)
 
     def _check_model(self) -> None:
         """The model names a preset, ``baseline`` or an existing DSSDN config file (checked before any data is read)."""

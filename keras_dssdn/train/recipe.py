@@ -93,10 +93,21 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
 
 def dataset_options(cfg: TrainConfig, vocabulary: LabelVocabulary) -> dict:
     """The :func:`~keras_dssdn.data.pipeline.make_dataset` keyword arguments shared by a config's train and evaluate
-    datasets (front end, vocabulary, clip/segment length, one-hot labels, batch size, cache)."""
+    datasets (front end, vocabulary, clip/segment length, one-hot labels, batch size, cache, and the teacher:
+    ``make_dataset`` gives its targets to training sets only)."""
     return dict(frontend=cfg.frontend_params(), vocabulary=vocabulary, clip_seconds=cfg.clip_seconds,
                 segment_seconds=cfg.segment_seconds, label_mode="one_hot", batch_size=cfg.batch_size,
-                cache=cfg.cache, pad_short=cfg.pad_short)
+                cache=cfg.cache, pad_short=cfg.pad_short, teacher=teacher_targets(cfg))
+
+
+def teacher_targets(cfg: TrainConfig):
+    """The config's :class:`~keras_dssdn.distill.teacher.TeacherTargets` (one per teacher and temperature in a
+    process, so logits computed from teacher runs are computed once), or None without ``teacher=``."""
+    if cfg.teacher is None:
+        return None
+    from keras_dssdn.distill.teacher import TeacherTargets
+
+    return TeacherTargets.shared(cfg.teacher, cfg.kd_temperature, batch_size=cfg.batch_size, verbose=bool(cfg.verbose))
 
 
 def normalization_stats(cfg: TrainConfig, train_clips: ClipList,
@@ -120,12 +131,17 @@ def wrap_network(net: keras.Model, cfg: TrainConfig, stats: Optional[Normalizati
 
 def compile_for_training(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """Compile with the recipe: :func:`make_optimizer` over ``cfg.epochs``, label-smoothed cross-entropy,
-    accuracy. Returns ``model``."""
-    model.compile(
-        optimizer=make_optimizer(cfg, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    accuracy; with a teacher, the distillation loss (:class:`~keras_dssdn.distill.loss.DistillationLoss`) and the
+    accuracy of the label half of the targets. Returns ``model``."""
+    if cfg.teacher is None:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        from keras_dssdn.distill.loss import DistillationLoss, LabelAccuracy
+
+        loss = DistillationLoss(cfg.kd_temperature, cfg.kd_weight, cfg.label_smoothing)
+        accuracy = LabelAccuracy(name="accuracy")
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss, metrics=[accuracy])
     return model
 
 

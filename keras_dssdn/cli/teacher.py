@@ -1,0 +1,143 @@
+"""dssdn-teacher: teacher logits keyed by clip, for knowledge distillation (docs/distillation.md).
+
+    # an ensemble of trained runs over the training split, per 1-s segment (the DCASE student's examples)
+    dssdn-teacher run runs/teacher/seed0 runs/teacher/seed1 runs/teacher/seed2 \\
+        --data ../shared/data/tut17-dev --split train --segment-seconds 1 --out kd/teachers_train.npz
+    # per whole clip (a 10-s student); a 1-s teacher is run on each second and its probabilities averaged
+    dssdn-teacher run 'runs/teacher/seed*' --data ... --split train --segment-seconds clip --out kd/clip.npz
+    dssdn-teacher run ... --split evaluate --out kd/eval.npz    # prints each teacher's and the ensemble's accuracy
+    dssdn-teacher show kd/teachers_train.npz                    # what a file holds; accuracies when labelled
+    dssdn-teacher export kd/teachers_train.npz kd/teachers.csv  # CSV: clip,segment,<class names...>
+    dssdn-teacher import passt.csv --data ... --split train --segment-seconds 1 --out kd/passt.npz
+
+Then: dssdn-train --config small data=... teacher=kd/teachers_train.npz kd_temperature=2 kd_weight=0.5
+
+Teachers are run folders, .keras or .tflite files (glob patterns are expanded); an ensemble's logits are the
+mean of its members' logits (log-probabilities). Exit status: see keras_dssdn.cli.common.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from keras_dssdn.cli.common import run_command
+
+
+def _seconds(text: str):
+    """``clip`` / ``none`` -> None (whole clips), else a positive number of seconds."""
+    if text == "auto":
+        return text
+    if text.lower() in ("clip", "none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'clip', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"seconds must be > 0, got {text!r}")
+    return value
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="DCASE dataset folder or path,label CSV")
+    p.add_argument("--split", default="train", help="train, evaluate, test or all (default train)")
+    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--skip-missing", action="store_true")
+    p.add_argument("--clip-seconds", type=float, default=None, help="crop / pad length (default: the teacher's "
+                   "front end's, 10 s)")
+    p.add_argument("--out", required=True, help="the .npz file to write")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dssdn-teacher", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run teachers over a split and write their logits")
+    run.add_argument("teachers", nargs="+", help="run folders, .keras or .tflite files, glob patterns")
+    _data_options(run)
+    run.add_argument("--segment-seconds", type=_seconds, default="auto",
+                     help="length of the keyed segments: seconds, or 'clip' for whole clips (default: the first "
+                          "teacher's input length)")
+    run.add_argument("--batch-size", type=int, default=64)
+    show = sub.add_parser("show", help="describe a logits file; accuracies when its clips are labelled")
+    show.add_argument("file")
+    export = sub.add_parser("export", help="write a logits file as CSV (clip,segment,<classes>)")
+    export.add_argument("file")
+    export.add_argument("csv")
+    imp = sub.add_parser("import", help="a logits file from a CSV made elsewhere (clip,segment,<classes>)")
+    imp.add_argument("csv")
+    _data_options(imp)
+    imp.add_argument("--segment-seconds", type=_seconds, required=True,
+                     help="the segment length the CSV's segment index counts in, or 'clip'")
+    imp.add_argument("--classes", nargs="+", default=None, help="class order to store (default: the CSV's)")
+    imp.add_argument("--model-name", default="", help="name of the model that made the logits")
+    return p
+
+
+def print_summary(logits) -> None:
+    print(logits.describe())
+    for m in logits.models:
+        print(f"  member {m.get('name')}: {m.get('source')} ({m.get('kind')})")
+    acc = logits.accuracies()
+    if acc:
+        print("accuracy against the clips' labels (clip = mean of segment probabilities):")
+        for name, a in acc.items():
+            print(f"  {name:>24s}: clip {100 * a['clip']:.2f} %, segment {100 * a['segment']:.2f} %")
+
+
+def _run(args) -> int:
+    from keras_dssdn.data.datasets import read_clips
+    from keras_dssdn.distill.teacher import expand_sources, load_teacher, write_logits
+
+    teachers = [load_teacher(s) for s in expand_sources(args.teachers)]
+    segment = args.segment_seconds
+    if segment == "auto":
+        clip = args.clip_seconds or teachers[0].frontend.clip_seconds
+        segment = teachers[0].input_seconds if teachers[0].input_seconds < clip else None
+    clips = read_clips(args.data, split=args.split, fold=args.fold, skip_missing=args.skip_missing)
+    logits = write_logits(teachers, clips, clip_seconds=args.clip_seconds, segment_seconds=segment,
+                          batch_size=args.batch_size, verbose=True)
+    logits.save(args.out)
+    print(f"wrote {args.out}")
+    print_summary(logits)
+    return 0
+
+
+def _import(args) -> int:
+    from keras_dssdn.data.datasets import read_clips
+    from keras_dssdn.distill.logits import import_csv
+    from keras_dssdn.params import DEFAULT_FRONTEND
+
+    clips = read_clips(args.data, split=args.split, fold=args.fold, skip_missing=args.skip_missing)
+    logits = import_csv(args.csv, clips, clip_seconds=args.clip_seconds or DEFAULT_FRONTEND.clip_seconds,
+                        segment_seconds=args.segment_seconds, model_name=args.model_name, classes=args.classes)
+    logits.save(args.out)
+    print(f"wrote {args.out}")
+    print_summary(logits)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from keras_dssdn.distill.logits import TeacherLogits
+
+        if args.command == "run":
+            return _run(args)
+        if args.command == "import":
+            return _import(args)
+        logits = TeacherLogits.load(args.file)
+        if args.command == "show":
+            print_summary(logits)
+        else:
+            logits.to_csv(args.csv)
+            print(f"wrote {args.csv}")
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

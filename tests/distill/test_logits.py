@@ -1,0 +1,101 @@
+"""The teacher-logits file: npz and CSV round trips, keyed lookup, and every bad input named before training."""
+
+import numpy as np
+import pytest
+
+from keras_dssdn.distill.logits import TeacherLogits, import_csv
+from keras_dssdn.errors import TeacherLogitsError
+
+from conftest import made_up_logits
+
+
+def _aligned(tl, clips, segments=2, segment_seconds=1.0, clip_seconds=2.0, vocab=None):
+    return tl.aligned(clips, vocab or clips.vocabulary(), segments, segment_seconds, clip_seconds)
+
+
+def test_npz_round_trip_and_keyed_lookup(train_clips, tmp_path):
+    tl = made_up_logits(train_clips)
+    tl.members = np.stack([tl.logits, tl.logits + 1.0])
+    tl.models = [{"name": "a"}, {"name": "b"}]
+    back = TeacherLogits.load(tl.save(tmp_path / "t.npz"))
+    assert back.class_names == tl.class_names and back.segment_seconds == 1.0 and back.clip_seconds == 2.0
+    np.testing.assert_array_equal(back.logits, tl.logits)
+    np.testing.assert_array_equal(back.members, tl.members)
+    assert back.fingerprint == tl.fingerprint and back.models == tl.models
+    assert not list(tmp_path.glob(".*tmp*"))
+    # keyed: any row order of the split gets its own clips' logits
+    order = np.random.default_rng(1).permutation(len(train_clips))
+    shuffled = train_clips.subset(order)
+    got = _aligned(back, shuffled)
+    for row, clip in zip(got, shuffled):
+        np.testing.assert_array_equal(row, np.stack([back.lookup(clip.filename, s) for s in range(2)]))
+
+
+def test_csv_export_import_round_trip_with_class_reordering(train_clips, tmp_path):
+    tl = made_up_logits(train_clips)
+    tl.to_csv(tmp_path / "t.csv")
+    head = (tmp_path / "t.csv").read_text().splitlines()[0]
+    assert head == "clip,segment," + ",".join(tl.class_names)
+    back = import_csv(tmp_path / "t.csv", train_clips, clip_seconds=2.0, segment_seconds=1.0, model_name="passt")
+    np.testing.assert_allclose(back.logits, tl.logits, rtol=1e-6)
+    assert back.fingerprint == tl.fingerprint and back.models[0]["name"] == "passt"
+    # another class order: the columns follow their names
+    flipped = list(reversed(tl.class_names))
+    again = import_csv(tmp_path / "t.csv", train_clips, clip_seconds=2.0, segment_seconds=1.0, classes=flipped)
+    np.testing.assert_allclose(again.logits, tl.logits[..., ::-1], rtol=1e-6)
+    # a whole-clip CSV without a segment column
+    (tmp_path / "clip.csv").write_text("# made elsewhere\nclip," + ",".join(tl.class_names) + "\n" + "".join(
+        f"{k},1,2,3\n" for k in tl.clips))
+    whole = import_csv(tmp_path / "clip.csv", train_clips, clip_seconds=2.0, segment_seconds=None)
+    assert whole.logits.shape == (len(train_clips), 1, 3)
+
+
+def test_missing_clips_are_counted_and_named(train_clips):
+    tl = made_up_logits(train_clips.subset(range(len(train_clips) - 4)))
+    with pytest.raises(TeacherLogitsError, match=r"lack 4 of the 18 clips .*" + train_clips[-4].filename):
+        _aligned(tl, train_clips)
+
+
+def test_other_classes_and_other_class_order(train_clips):
+    names = list(train_clips.vocabulary().names)
+    other = made_up_logits(train_clips, classes=names[:2] + ["tram"])
+    with pytest.raises(TeacherLogitsError, match=r"other classes.*only in the file: \['tram'\]"):
+        _aligned(other, train_clips)
+    order = made_up_logits(train_clips, classes=names[::-1])
+    with pytest.raises(TeacherLogitsError, match="another order"):
+        _aligned(order, train_clips)
+
+
+def test_segments_that_do_not_match_the_clip_length(train_clips):
+    whole = made_up_logits(train_clips, segments=1, segment_seconds=None)
+    with pytest.raises(TeacherLogitsError, match=r"1 whole-clip row\(s\) per 2-s clip.*2 segments of 1 s"):
+        _aligned(whole, train_clips)
+    halves = made_up_logits(train_clips, segments=4, segment_seconds=0.5)
+    with pytest.raises(TeacherLogitsError, match="4 segment"):
+        _aligned(halves, train_clips)
+
+
+def test_logits_made_for_another_dataset(train_clips, tiny_data):
+    from keras_dssdn.data.datasets import read_dcase
+
+    tl = made_up_logits(train_clips)
+    tl.labels = np.array(["bus" if l == "airport" else l for l in tl.labels])  # same paths, other labels
+    with pytest.raises(TeacherLogitsError, match=r"another dataset .*other labels.*'bus' vs 'airport'"):
+        _aligned(tl, train_clips)
+    evaluate = read_dcase(tiny_data, "evaluate")  # none of its clips is in a file made on the training split
+    with pytest.raises(TeacherLogitsError, match=r"another dataset .*none of the 9 clips"):
+        _aligned(made_up_logits(train_clips), evaluate)
+
+
+def test_malformed_files_are_named(tmp_path, train_clips):
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(TeacherLogitsError, match="junk.npz is not a teacher-logits file"):
+        TeacherLogits.load(tmp_path / "junk.npz")
+    np.savez(tmp_path / "other.npz", logits=np.zeros((2, 1, 3)), header=np.array("{}"))
+    with pytest.raises(TeacherLogitsError, match="other.npz: not a keras_dssdn.teacher_logits file"):
+        TeacherLogits.load(tmp_path / "other.npz")
+    with pytest.raises(TeacherLogitsError, match="not found"):
+        TeacherLogits.load(tmp_path / "absent.npz")
+    (tmp_path / "bad.csv").write_text("clip,segment,airport,bus,metro\naudio/x.wav,0,1,2\n")
+    with pytest.raises(TeacherLogitsError, match="bad.csv line 2: 4 fields"):
+        import_csv(tmp_path / "bad.csv", train_clips, clip_seconds=2.0, segment_seconds=1.0)

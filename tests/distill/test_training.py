@@ -1,0 +1,128 @@
+"""Training with a teacher, end to end on tiny data: dssdn-teacher writes an ensemble's logits, a student distils
+from them (mixup on, killed and resumed), from teacher run folders directly, with --strategy mirrored on two CPU
+devices, and in a search; bad teachers stop before any training step."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_dssdn.cli.teacher import main as teacher_main
+from keras_dssdn.distill.logits import TeacherLogits
+from keras_dssdn.errors import ConfigError, TeacherLogitsError
+from keras_dssdn.train import load_train_config, train
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "segment_seconds=1.0", "batch_size=6", "warmup_epochs=1",
+        "verbose=0"]
+
+
+def _cfg(data, out, name, *extra):
+    return load_train_config("small", [f"data={data}", f"out_dir={out}", f"name={name}", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def teachers(tiny_data, tmp_path_factory):
+    """Two tiny teacher runs (seeds 0, 1; one epoch each) and their ensemble's logits of the training split."""
+    out = tmp_path_factory.mktemp("teachers")
+    for seed in (0, 1):
+        train(_cfg(tiny_data, out, f"seed{seed}", "epochs=1", f"seed={seed}"))
+    logits = out / "train.npz"
+    assert teacher_main(["run", str(out / "seed*"), "--data", str(tiny_data), "--split", "train", "--clip-seconds",
+                         "2", "--out", str(logits)]) == 0
+    return out, logits
+
+
+def test_teacher_command_writes_an_ensemble_keyed_by_clip(teachers, tiny_data, capsys):
+    out, path = teachers
+    tl = TeacherLogits.load(path)
+    assert tl.logits.shape == (18, 2, 3) and tl.segment_seconds == 1.0 and len(tl.models) == 2
+    np.testing.assert_allclose(tl.logits, tl.members.mean(axis=0), atol=1e-5)  # ensemble = mean of members' logits
+    # a member's logits are the log of the probabilities its model gives that segment
+    model = keras.models.load_model(out / "seed0" / "best.keras", compile=False)
+    from keras_dssdn.data.pipeline import make_dataset
+
+    x, _, m = next(iter(make_dataset(tiny_data, training=False, clip_seconds=2.0, segment_seconds=1.0, batch_size=4,
+                                     with_metadata=True)))
+    for p, f, s in zip(model.predict(x, verbose=0), m["file"].numpy(), m["segment_index"].numpy()):
+        row = list(tl.clips).index(f.decode())
+        np.testing.assert_allclose(tl.members[0, row, s], np.log(np.clip(p, 1e-7, 1)), atol=1e-4)
+    # whole-clip logits from the 1-s teachers (mean of their segment probabilities), and the show command
+    assert teacher_main(["run", str(out / "seed0"), "--data", str(tiny_data), "--clip-seconds", "2",
+                         "--segment-seconds", "clip", "--out", str(out / "clip.npz")]) == 0
+    clip = TeacherLogits.load(out / "clip.npz")
+    assert clip.logits.shape == (18, 1, 3)
+    np.testing.assert_allclose(np.exp(clip.logits[:, 0]), np.exp(tl.members[0]).mean(axis=1), atol=1e-5)
+    assert teacher_main(["show", str(path)]) == 0
+    assert "ensemble" in capsys.readouterr().out
+
+
+class _KillAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt("simulated kill")
+
+
+def test_student_distils_with_mixup_and_resumes(teachers, tiny_data, tmp_path):
+    _, logits = teachers
+    kd = [f"teacher={logits}", "kd_temperature=2", "kd_weight=0.9", "augment.mixup_alpha=0.3", "epochs=2"]
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_data, tmp_path, "student", *kd), callbacks=[_KillAfterFirstEpoch()])
+    result = train(_cfg(tiny_data, tmp_path, "student", *kd), resume=True)
+    state = json.loads((tmp_path / "student" / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2 and all(np.isfinite(h["loss"]) for h in state["history"])
+    assert {"accuracy", "val_accuracy", "val_loss"} <= set(state["history"][-1])
+    assert result.metrics["examples"] == 9
+    model = keras.models.load_model(tmp_path / "student" / "checkpoint" / "last.keras")  # the KD loss reloads
+    assert type(model.loss).__name__ == "DistillationLoss" and model.loss.kd_weight == 0.9
+
+
+def test_teacher_runs_directly_and_bad_teachers_stop_before_training(teachers, tiny_data, tmp_path):
+    out, logits = teachers
+    result = train(_cfg(tiny_data, tmp_path, "from-runs", f"teacher={out}/seed*", "epochs=1"))
+    assert result.epochs_run == 1
+    # logits for other segments, and a teacher run with other labels: refused before any training step
+    with pytest.raises(TeacherLogitsError, match=r"2 segment\(s\) of 1 s per 2-s clip; the student's examples need 1"):
+        train(_cfg(tiny_data, tmp_path, "bad", f"teacher={logits}", "epochs=1", "segment_seconds=null"))
+    assert not (tmp_path / "bad" / "checkpoint" / "last.keras").exists()
+    from keras_dssdn.distill.teacher import write_logits
+    from keras_dssdn.data.datasets import read_dcase
+    from keras_dssdn.layers.labels import LabelVocabulary
+
+    with pytest.raises(TeacherLogitsError, match=r"seed0 has labels \['airport', 'bus', 'metro'\]; the student"):
+        write_logits([out / "seed0"], read_dcase(tiny_data, "train"), vocabulary=LabelVocabulary(["a", "b", "c"]))
+    with pytest.raises(ConfigError, match="no such logits file"):
+        _cfg(tiny_data, tmp_path, "x", f"teacher={tmp_path / 'absent.npz'}")
+    with pytest.raises(ConfigError, match="teacher= is not"):
+        _cfg(tiny_data, tmp_path, "x", "kd_weight=0.9")
+
+
+def test_mirrored_two_cpu_replicas_train_with_the_teacher(teachers, tiny_data, tmp_path):
+    _, logits = teachers
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(REPO / "tools" / "train.py"), "--strategy", "mirrored", "--cpu-devices", "2",
+           f"data={tiny_data}", f"out_dir={tmp_path}", "name=mirrored", *TINY, "epochs=1", f"teacher={logits}",
+           "kd_weight=0.8"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads((tmp_path / "mirrored" / "distribution.json").read_text())
+    assert record["replicas"] == 2 and (tmp_path / "mirrored" / "metrics.json").is_file()
+
+
+def test_a_search_passes_the_teacher_to_its_trials(teachers, tiny_data, tmp_path):
+    """The search's training config carries the teacher: trials train on 2K-wide targets with the KD loss."""
+    _, logits = teachers
+    from keras_dssdn.cli import tune as tune_cli
+    from keras_dssdn.tune import run_search
+
+    settings = tune_cli.parse_settings(["--size", "small", "--data", str(tiny_data), "--out", str(tmp_path / "tune"),
+                                        "--algorithm", "random", "--epochs", "1", "--max-trials", "1",
+                                        "--width-scale", "1:2", "--width-step", "4", "--quiet", *TINY,
+                                        f"teacher={logits}", "kd_weight=0.8"])
+    result = run_search(settings)
+    assert result.best is not None
+    assert result.tuner.hypermodel.data.train.element_spec[1].shape[-1] == 6
