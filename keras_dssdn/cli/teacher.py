@@ -7,6 +7,7 @@
     dssdn-teacher run 'runs/teacher/seed*' --data ... --split train --segment-seconds clip --out kd/clip.npz
     dssdn-teacher run ... --split evaluate --out kd/eval.npz    # prints each teacher's and the ensemble's accuracy
     dssdn-teacher show kd/teachers_train.npz                    # what a file holds; accuracies when labelled
+    dssdn-teacher show kd/large_eval.npz kd/middle_eval.npz     # two files' members as one ensemble
     dssdn-teacher export kd/teachers_train.npz kd/teachers.csv  # CSV: clip,segment,<class names...>
     dssdn-teacher import passt.csv --data ... --split train --segment-seconds 1 --out kd/passt.npz
 
@@ -60,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="length of the keyed segments: seconds, or 'clip' for whole clips (default: the first "
                           "teacher's input length)")
     run.add_argument("--batch-size", type=int, default=64)
-    show = sub.add_parser("show", help="describe a logits file; accuracies when its clips are labelled")
-    show.add_argument("file")
+    show = sub.add_parser("show", help="describe a logits file (several: their members as one ensemble); "
+                                       "accuracies when its clips are labelled")
+    show.add_argument("file", nargs="+")
     export = sub.add_parser("export", help="write a logits file as CSV (clip,segment,<classes>)")
     export.add_argument("file")
     export.add_argument("csv")
@@ -83,7 +85,7 @@ def print_summary(logits) -> None:
     if acc:
         print("accuracy against the clips' labels (clip = mean of segment probabilities):")
         for name, a in acc.items():
-            print(f"  {name:>24s}: clip {100 * a['clip']:.2f} %, segment {100 * a['segment']:.2f} %")
+            print(f"  {name:>34s}: clip {100 * a['clip']:.2f} %, segment {100 * a['segment']:.2f} %")
 
 
 def _run(args) -> int:
@@ -128,10 +130,11 @@ def main(argv=None) -> int:
             return _run(args)
         if args.command == "import":
             return _import(args)
-        logits = TeacherLogits.load(args.file)
         if args.command == "show":
-            print_summary(logits)
+            first, *others = [TeacherLogits.load(f) for f in args.file]
+            print_summary(first.merged(*others) if others else first)
         else:
+            logits = TeacherLogits.load(args.file)
             logits.to_csv(args.csv)
             print(f"wrote {args.csv}")
         return 0

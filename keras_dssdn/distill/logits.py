@@ -236,10 +236,27 @@ class TeacherLogits:
         return dataclasses.replace(self, logits=chosen.mean(axis=0), members=chosen,
                                    models=[self.models[i] for i in indices], source="")
 
+    def merged(self, *others: "TeacherLogits") -> "TeacherLogits":
+        """One ensemble of the members of this file and ``others`` (same clips, classes and segment layout)."""
+        parts = [self, *others]
+        for o in others:
+            if list(o.clips) != list(self.clips) or o.class_names != self.class_names or o.logits.shape != \
+                    self.logits.shape or not _same_seconds(o.segment_seconds, self.segment_seconds):
+                raise TeacherLogitsError(f"{o.source or 'teacher logits'} and {self.source or 'teacher logits'} cover "
+                                         "other clips, classes or segments: only files of one split and layout merge.")
+            if o.members is None:
+                raise TeacherLogitsError(f"{o.source or 'These teacher logits'} keep no member logits.")
+        if self.members is None:
+            raise TeacherLogitsError(f"{self.source or 'These teacher logits'} keep no member logits.")
+        members = np.concatenate([p.members for p in parts])
+        return dataclasses.replace(self, logits=members.mean(axis=0), members=members,
+                                   models=[m for p in parts for m in p.models], source="")
+
     # ---- accuracy --------------------------------------------------------------------------------
 
     def accuracies(self) -> dict:
-        """``{name: {"segment": acc, "clip": acc}}`` for each member and ``"ensemble"`` against the stored labels.
+        """``{name: {"segment": acc, "clip": acc}}`` for each member, ``"ensemble"`` (the file's logits) and, with
+        member logits, ``"ensemble (mean of probabilities)"`` against the stored labels.
 
         A clip's prediction is the mean of its segments' ``softmax(logits)`` (as :mod:`keras_dssdn.inference.evaluate`
         averages segment probabilities). Fractions in [0, 1]; empty when the clips carry no labels.
@@ -254,9 +271,9 @@ class TeacherLogits:
             if self.members is not None else []
         out = {}
         for name, logits in named + [("ensemble", self.logits)]:
-            p = softened(logits, 1.0)  # (N, S, K)
-            out[name] = {"segment": float(np.mean(p.argmax(-1) == y[:, None])),
-                         "clip": float(np.mean(p.mean(axis=1).argmax(-1) == y))}
+            out[name] = _accuracy(softened(logits, 1.0), y)
+        if self.members is not None:  # the other rule, for comparison: mean of the members' probabilities
+            out["ensemble (mean of probabilities)"] = _accuracy(softened(self.members, 1.0).mean(axis=0), y)
         return out
 
     # ---- file ------------------------------------------------------------------------------------
@@ -317,6 +334,12 @@ class TeacherLogits:
             for s, row in enumerate(rows):
                 w.writerow([clip, s, *(repr(float(v)) for v in row)])
         return write_text_atomic(path, out.getvalue())
+
+
+def _accuracy(probs, y) -> dict:
+    """Segment and clip accuracy of probabilities ``(N, S, K)`` against class ids ``(N,)``."""
+    return {"segment": float(np.mean(probs.argmax(-1) == y[:, None])),
+            "clip": float(np.mean(probs.mean(axis=1).argmax(-1) == y))}
 
 
 def read_csv_logits(path) -> tuple:

@@ -99,3 +99,22 @@ def test_malformed_files_are_named(tmp_path, train_clips):
     (tmp_path / "bad.csv").write_text("clip,segment,airport,bus,metro\naudio/x.wav,0,1,2\n")
     with pytest.raises(TeacherLogitsError, match="bad.csv line 2: 4 fields"):
         import_csv(tmp_path / "bad.csv", train_clips, clip_seconds=2.0, segment_seconds=1.0)
+
+
+def test_merged_files_make_one_ensemble_and_accuracies_follow_the_labels(train_clips):
+    a, b = made_up_logits(train_clips, seed=1), made_up_logits(train_clips, seed=2)
+    a.members, b.members = a.logits[None], b.logits[None]
+    both = a.merged(b)
+    np.testing.assert_allclose(both.logits, (a.logits + b.logits) / 2, rtol=1e-6)
+    # a member that predicts every clip's label scores 1, one that predicts another class scores 0
+    y = np.array([a.class_names.index(l) for l in a.labels])
+    right = np.eye(3)[y][:, None].repeat(2, axis=1) * 10.0
+    right_and_wrong = made_up_logits(train_clips)
+    right_and_wrong.members = np.stack([right, np.roll(right, 1, axis=-1)]).astype(np.float32)
+    right_and_wrong.logits = right_and_wrong.members.mean(axis=0)
+    right_and_wrong.models = [{"name": "right"}, {"name": "wrong"}]
+    acc = right_and_wrong.accuracies()
+    assert acc["right"] == {"segment": 1.0, "clip": 1.0} and acc["wrong"] == {"segment": 0.0, "clip": 0.0}
+    assert set(acc) == {"right", "wrong", "ensemble", "ensemble (mean of probabilities)"}
+    with pytest.raises(TeacherLogitsError, match="other clips"):
+        a.merged(made_up_logits(train_clips.subset(range(3))))
