@@ -144,7 +144,8 @@ class TeacherLogits:
 
     def describe(self) -> str:
         seg = f"{self.n_segments} segments of {self.segment_seconds:g} s" if self.segment_seconds else "whole clips"
-        made = self.dataset.get("name", "?") + (f" {self.dataset['split']}" if self.dataset.get("split") else "")
+        name, split = self.dataset.get("name", "?"), self.dataset.get("split", "")
+        made = split if split.startswith(name) else f"{name} {split}".strip()
         return (f"{len(self.clips)} clips x {seg} (clip_seconds {self.clip_seconds:g}) x {len(self.class_names)} "
                 f"classes, made on {made} by {len(self.models) or 'unknown'} model(s)")
 
