@@ -42,7 +42,7 @@ from keras_dssdn.layers.frontend import LogMel, LogMelNormalization, Normalizati
 from keras_dssdn.layers.labels import ClassNames, LabelVocabulary  # noqa: E402
 from keras_dssdn.models.blocks import dssdb  # noqa: E402
 from keras_dssdn.models.dssdn import DSSDNConfig, build_dssdn  # noqa: E402
-from keras_dssdn.models.presets import DCASE_SMALL_1S, LARGE, MIDDLE, PRESETS, SMALL, resolve_config  # noqa: E402
+from keras_dssdn.models.presets import DCASE_MCU_1S, DCASE_SMALL_1S, LARGE, MIDDLE, PRESETS, SMALL, resolve_config  # noqa: E402
 from keras_dssdn.models.sizes import DSSDNLarge, DSSDNMiddle, DSSDNSmall  # noqa: E402
 from keras_dssdn.models.baseline import DCASEBaseline  # noqa: E402
 from keras_dssdn.train.schedule import WarmupCosine  # noqa: E402  (registers the schedule saved in checkpoints)
@@ -68,7 +68,7 @@ __all__ = sorted([
     "DEFAULT_FRONTEND", "FrontEndParams", "DCASE_MAX_MACS", "DCASE_MAX_PARAMS", "DEFAULT_BUDGETS", "Budget",
     "FrequencySplit", "split_point", "OrthonormalRegularizer", "OSC", "SC", "SPC", "ECA", "LogMel",
     "LogMelNormalization", "NormalizationStats", "attach_front_end", "ClassNames", "LabelVocabulary", "dssdb",
-    "DSSDNConfig", "build_dssdn", "DCASE_SMALL_1S", "LARGE", "MIDDLE", "PRESETS", "SMALL", "resolve_config",
+    "DSSDNConfig", "build_dssdn", "DCASE_MCU_1S", "DCASE_SMALL_1S", "LARGE", "MIDDLE", "PRESETS", "SMALL", "resolve_config",
     "DSSDNLarge", "DSSDNMiddle", "DSSDNSmall", "DCASEBaseline", "WarmupCosine", *_LAZY,
 ])
 

@@ -21,7 +21,9 @@ def measure_preset(size: str, seconds: float) -> dict:
     from keras_dssdn.analysis import ram
     from keras_dssdn.analysis.complexity import int8_tflite_bytes
 
-    fe = keras_dssdn.DEFAULT_FRONTEND
+    from keras_dssdn.models.presets import preset_frontend
+
+    fe = preset_frontend(size)  # the preset's mel bands (64 for dcase_mcu_1s)
     shape = fe.input_shape(seconds)
     model = keras_dssdn.build_dssdn(keras_dssdn.PRESETS[size].replace(input_shape=list(shape)), name=size)
     t = time.time()
@@ -47,7 +49,7 @@ def table(rows) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", nargs="+", default=["small", "middle", "large", "dcase_small_1s"])
+    p.add_argument("--sizes", nargs="+", default=["small", "middle", "large", "dcase_small_1s", "dcase_mcu_1s"])
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)

@@ -70,6 +70,10 @@ PAPER_BUDGET = Budget(1_000_000, 700_000_000, 10.0)
 #: DCASE 2022-2024 Task 1 limits: 128 K parameters (128 KB of int8 weights) and 30 MMACs per 1-s clip.
 DCASE_BUDGET = Budget(128_000, 30_000_000, 1.0, max_int8_bytes=128 * 1024)
 
+#: The DCASE limits on a microcontroller with 128 KB of RAM for everything the model needs: TFLM tensor arena,
+#: the C front end's state and the audio buffer (:func:`keras_dssdn.analysis.ram.device_ram`).
+DCASE_MCU_BUDGET = dataclasses.replace(DCASE_BUDGET, max_ram=128 * 1024)
+
 DCASE_MAX_PARAMS = DCASE_BUDGET.max_params
 DCASE_MAX_MACS = DCASE_BUDGET.max_macs
 DCASE_MAX_INT8_BYTES = DCASE_BUDGET.max_int8_bytes
@@ -80,4 +84,5 @@ DEFAULT_BUDGETS = {
     "middle": PAPER_BUDGET,
     "large": PAPER_BUDGET,
     "dcase_small_1s": DCASE_BUDGET,
+    "dcase_mcu_1s": DCASE_MCU_BUDGET,
 }

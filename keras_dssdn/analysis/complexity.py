@@ -254,24 +254,34 @@ def int8_tflite_bytes(model: keras.Model, input_shape: Sequence[int], samples: i
     return converter.convert()
 
 
-def preset_summary(sizes: Sequence[str], *, int8: bool = False, frontend: FrontEndParams = DEFAULT_FRONTEND) -> str:
-    """Markdown table of params, MACs per 10 s and per 1 s, int8 bytes and budget checks for presets."""
-    from keras_dssdn.models.presets import PRESETS
+def preset_summary(sizes: Sequence[str], *, int8: bool = False, ram: bool = False) -> str:
+    """Markdown table of params, MACs per 10 s and per 1 s, int8 bytes, device RAM and budget checks for presets.
+
+    Each preset is counted under its own front end (:func:`~keras_dssdn.models.presets.preset_frontend`: the
+    default one with the preset's mel bands). Device RAM (1-s input) is estimated with ``ram=True`` and always
+    for a preset whose budget limits RAM.
+    """
+    from keras_dssdn.models.presets import PRESETS, preset_frontend
     from keras_dssdn.models.dssdn import build_dssdn
 
-    header = ("| model | operator | widths | params | MACs / 10 s | MACs / 1 s | int8 weight bytes | int8 .tflite bytes | budget |\n"
-              "|---|---|---|---:|---:|---:|---:|---:|---|")
+    header = ("| model | operator | widths | input (1 s) | params | MACs / 10 s | MACs / 1 s | int8 weight bytes | "
+              "int8 .tflite bytes | device RAM (1 s) | budget |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     lines = [header]
     for size in sizes:
         cfg = PRESETS[size]
+        frontend = preset_frontend(cfg)
+        limit = DEFAULT_BUDGETS.get(size, PAPER_BUDGET)
         model = build_dssdn(cfg, name=f"dssdn_{size}")
         r10 = profile(model, seconds=10.0, frontend=frontend)
-        r1 = profile(model, seconds=1.0, frontend=frontend, int8=int8)  # int8 bytes: 1-s model
-        limit = DEFAULT_BUDGETS.get(size, PAPER_BUDGET)
+        r1 = profile(model, seconds=1.0, frontend=frontend, int8=int8,  # int8 bytes, RAM: 1-s model
+                     ram=ram or limit.max_ram is not None)
         r = r1 if limit.seconds == 1.0 else r10
-        ok = limit.fits(r.params, r.macs, r1.int8["int8"] if r1.int8 is not None else None)
+        ok = limit.fits(r.params, r.macs, r1.int8["int8"] if r1.int8 is not None else None,
+                        r1.ram["total"] if r1.ram is not None else None)
         budget = f"{limit.describe()}: {'OK' if ok else 'OVER'}"
         size_bytes = f"{r1.int8['int8']:,} | {r1.int8['file']:,}" if r1.int8 is not None else "- | -"
-        lines.append(f"| {size} | {cfg.operator.upper()} | {list(cfg.widths)} | {r10.params:,} | "
-                     f"{r10.macs / 1e6:,.1f} M | {r1.macs / 1e6:,.2f} M | {size_bytes} | {budget} |")
+        ram_bytes = f"{r1.ram['total']:,}" if r1.ram is not None else "-"
+        lines.append(f"| {size} | {cfg.operator.upper()} | {list(cfg.widths)} | {tuple(r1.input_shape)} | "
+                     f"{r10.params:,} | {r10.macs / 1e6:,.1f} M | {r1.macs / 1e6:,.2f} M | {size_bytes} | {ram_bytes} | "
+                     f"{budget} |")
     return "\n".join(lines)

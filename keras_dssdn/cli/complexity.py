@@ -1,6 +1,7 @@
 """dssdn-complexity: parameters, MACs (and int8 bytes) of the presets, a tuned config or a saved model.
 
-    dssdn-complexity                          # summary of every preset, with its budget check
+    dssdn-complexity                          # summary of every preset, with its budget check (RAM where limited)
+    dssdn-complexity --size dcase_mcu_1s --ram  # + device RAM: TFLM arena estimate, C front end, audio buffer
     dssdn-complexity --size small --seconds 1 --table
     dssdn-complexity --config best_config.json --int8
     dssdn-complexity --model runs/small/best.keras
@@ -34,19 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model(args):
+    """``(model, front end)``: a preset or config is counted under its own mel bands
+    (:func:`~keras_dssdn.models.presets.preset_frontend`), a saved model under the default front end."""
     from keras_dssdn.inference.evaluate import load_classifier
     from keras_dssdn.models.dssdn import build_dssdn
-    from keras_dssdn.models.presets import resolve_config
+    from keras_dssdn.models.presets import preset_frontend, resolve_config
+    from keras_dssdn.params import DEFAULT_FRONTEND
 
     if args.model:
-        return load_classifier(args.model)
+        return load_classifier(args.model), DEFAULT_FRONTEND
     try:
         cfg = resolve_config(args.size or args.config)
     except (ValueError, TypeError, OSError) as e:
         from keras_dssdn.errors import ConfigError
 
         raise ConfigError(f"--config {args.config}: {e}") from None
-    return build_dssdn(cfg, name=f"dssdn_{args.size}" if args.size else "dssdn")
+    return build_dssdn(cfg, name=f"dssdn_{args.size}" if args.size else "dssdn"), preset_frontend(cfg)
 
 
 def main(argv=None) -> int:
@@ -62,9 +66,10 @@ def main(argv=None) -> int:
         from keras_dssdn.models.presets import PRESETS
 
         if args.size is None and args.config is None and args.model is None:
-            print(preset_summary(list(PRESETS), int8=args.int8))
+            print(preset_summary(list(PRESETS), int8=args.int8, ram=args.ram))
             return 0
-        report = profile(_model(args), seconds=args.seconds, int8=args.int8, ram=args.ram)
+        model, frontend = _model(args)
+        report = profile(model, seconds=args.seconds, frontend=frontend, int8=args.int8, ram=args.ram)
         print(report.table() if args.table else report.summary_line())
         return 0
 

@@ -11,7 +11,7 @@
         dssdn-train --config small data=... name=run --strategy multiworker
 
 --config is a YAML/JSON file or one of the packaged configs (small, middle,
-large, dcase_small_1s, baseline). Any config key can be overridden as
+large, dcase_small_1s, dcase_mcu_1s, baseline). Any config key can be overridden as
 key=value (dotted keys reach into augment.* and frontend.*); --list-keys
 prints them. --resume reads the run's own config.json (out_dir/name): only
 verbose, strategy, cache, data and eval_data may be given again; an override

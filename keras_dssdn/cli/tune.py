@@ -3,6 +3,7 @@
     dssdn-tune --size small --data ../shared/data/tut17-dev --out runs/tune/small
     dssdn-tune --size small --data DIR --out OUT --algorithm random --max-trials 8 --epochs 6 batch_size=16
     dssdn-tune --size dcase_small_1s --data DIR --out OUT          # DCASE limits: 128 K params, 30 MMACs / 1 s
+    dssdn-tune --size dcase_mcu_1s --data DIR --out OUT            # ... and 128 KB of device RAM
     dssdn-tune --size middle --data DIR --out OUT --max-macs 300e6 --objective log_loss
 
 (``python tools/tune.py ...`` is the same command; ``tools/launch_tune.sh N ...`` runs it as a distributed
@@ -78,7 +79,7 @@ def _add_space_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-seconds", type=float, default=None, help="clip length the MAC budget is for")
     p.add_argument("--max-ram", type=_number, default=None, metavar="BYTES",
                    help="device RAM budget in bytes: TFLM tensor arena (planned from the converted graph, before "
-                        "training) + the C front end + an audio buffer (default: none)")
+                        "training) + the C front end + an audio buffer (default: none; dcase_mcu_1s: 131,072)")
     p.add_argument("--width-scale", type=_scale, default=(0.5, 2.0),
                    help="widths range over LOW:HIGH x the size's widths (default 0.5:2)")
     p.add_argument("--width-step", type=int, default=8, help="width granularity (default 8)")

@@ -1,7 +1,7 @@
 """Training configuration: :class:`TrainConfig` and the packaged presets in ``keras_dssdn/configs``.
 
 A run is configured by a YAML/JSON file (or the name of a packaged one:
-``small``, ``middle``, ``large``, ``dcase_small_1s``, ``baseline``) plus
+``small``, ``middle``, ``large``, ``dcase_small_1s``, ``dcase_mcu_1s``, ``baseline``) plus
 ``key=value`` overrides (:func:`load_train_config`).
 """
 
@@ -24,7 +24,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 class TrainConfig:
     """Everything a training run needs; every field can be overridden as ``key=value``.
 
-    model: ``small`` / ``middle`` / ``large`` / ``dcase_small_1s`` / ``baseline``,
+    model: ``small`` / ``middle`` / ``large`` / ``dcase_small_1s`` / ``dcase_mcu_1s`` / ``baseline``,
       or a path to a DSSDN config JSON (e.g. one written by ``tools/tune.py``).
     data: dataset folder (DCASE layout) or a ``path,label`` CSV; ``eval_data``
       the evaluate split (default: the same folder's fold ``fold`` evaluate list).

@@ -47,6 +47,7 @@ SIZES = {
     "middle": ("middle", "bottleneck_ratio"),
     "large": ("large", None),
     "dcase_small_1s": ("dcase_small_1s", "partial_ratio"),
+    "dcase_mcu_1s": ("dcase_mcu_1s", "partial_ratio"),
 }
 #: Files of a finished search (removed by ``overwrite``).
 RESULT_FILES = ("best_config.json", "best_trial.json", "trials.csv", "trials.md", "pareto.png")
@@ -91,7 +92,7 @@ class SearchSettings:
         default = DEFAULT_BUDGETS[self.size]
         return Budget(int(self.max_params or default.max_params), int(self.max_macs or default.max_macs),
                       float(self.budget_seconds or default.seconds),
-                      max_ram=None if self.max_ram is None else int(self.max_ram))
+                      max_ram=int(self.max_ram) if self.max_ram is not None else default.max_ram)
 
     def signature(self) -> dict:
         """The settings a resumed search must share (what ``search.json`` holds)."""

@@ -8,7 +8,7 @@ import keras_dssdn
 from keras_dssdn.analysis.budgets import DCASE_MAX_INT8_BYTES, DCASE_MAX_MACS, DCASE_MAX_PARAMS, DEFAULT_BUDGETS
 from keras_dssdn.analysis.complexity import int8_tflite_bytes, profile, tflite_constant_bytes
 from keras_dssdn.cli.complexity import main
-from keras_dssdn.models.presets import PRESETS
+from keras_dssdn.models.presets import PRESETS, preset_frontend
 from keras_dssdn.models.dssdn import build_dssdn
 from keras_dssdn.layers.operators import SC, SPC
 from keras_dssdn.params import DEFAULT_FRONTEND
@@ -95,6 +95,26 @@ def test_dcase_setting_within_dcase_limits():
     assert report.int8["int8"] <= DCASE_MAX_PARAMS  # int8 weights fit 128 KB
     assert report.int8["int8"] <= DCASE_MAX_INT8_BYTES
     assert DEFAULT_BUDGETS["dcase_small_1s"].fits(report.params, report.macs, report.int8["int8"])
+
+
+def test_microcontroller_setting_within_dcase_limits_and_128_kb_of_device_ram():
+    budget = DEFAULT_BUDGETS["dcase_mcu_1s"]
+    assert budget.max_ram == 128 * 1024 and budget.max_params == DCASE_MAX_PARAMS and budget.seconds == 1.0
+    report = profile(build_dssdn(PRESETS["dcase_mcu_1s"]), frontend=preset_frontend("dcase_mcu_1s"), int8=True,
+                     ram=True)
+    assert report.seconds == 1.0 and report.input_shape == (64, 44, 1)
+    assert budget.fits(report.params, report.macs, report.int8["int8"], report.ram["total"]), report.summary_line()
+    assert not DEFAULT_BUDGETS["dcase_small_1s"].max_ram  # the 128-band model is not held to it
+
+
+def test_preset_summary_shows_the_ram_a_budget_limits(capsys):
+    from keras_dssdn.analysis.complexity import preset_summary
+
+    row = preset_summary(["dcase_mcu_1s"]).splitlines()[-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "dcase_mcu_1s" and cells[3] == "(64, 44, 1)"
+    assert 0 < int(cells[9].replace(",", "")) <= 128 * 1024
+    assert cells[10].endswith("<= 131,072 B of RAM: OK")
 
 
 def test_command_line(capsys):

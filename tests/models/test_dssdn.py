@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 import keras_dssdn
-from keras_dssdn.models.presets import DCASE_SMALL_1S, PRESETS, resolve_config
+from keras_dssdn.models.presets import DCASE_MCU_1S, DCASE_SMALL_1S, PRESETS, preset_frontend, resolve_config
 from keras_dssdn.models.dssdn import DSSDNConfig, build_dssdn
 from keras_dssdn.params import DEFAULT_FRONTEND
 
@@ -147,3 +147,14 @@ def test_gradients_are_finite_and_reach_every_trainable_weight(size):
 def test_dcase_setting_is_small_on_one_second():
     assert DCASE_SMALL_1S.input_shape == ONE_SECOND
     assert DCASE_SMALL_1S.replace(input_shape=PRESETS["small"].input_shape) == PRESETS["small"]
+
+
+def test_microcontroller_setting_is_smalls_blocks_on_64_mel_bands_with_a_stride_2_stem():
+    assert resolve_config("dcase_mcu_1s") is DCASE_MCU_1S
+    assert DCASE_MCU_1S.replace(stem_strides=PRESETS["small"].stem_strides,
+                                input_shape=PRESETS["small"].input_shape) == PRESETS["small"]
+    frontend = preset_frontend("dcase_mcu_1s")
+    assert frontend.n_mels == 64 and frontend.input_shape(1.0) == DCASE_MCU_1S.input_shape == (64, 44, 1)
+    assert preset_frontend("small") is DEFAULT_FRONTEND
+    model = build_dssdn(DCASE_MCU_1S)
+    assert model.get_layer("stem_conv").output.shape[1:3] == (32, 22)  # a quarter of the input map

@@ -44,3 +44,11 @@ def test_tune_refuses_a_ram_budget_no_configuration_meets(tmp_path, capsys):
 def test_max_ram_must_be_a_positive_number(value, capsys):
     with pytest.raises(SystemExit):
         tune_cli.parse_settings(["--size", "small", "--data", "x", "--max-ram", value])
+
+
+def test_the_microcontroller_size_searches_under_its_ram_limit_unless_told_otherwise():
+    from keras_dssdn.tune.search import SearchSettings
+
+    assert SearchSettings(size="dcase_mcu_1s").budget().max_ram == 128 * 1024
+    assert SearchSettings(size="dcase_mcu_1s", max_ram=200_000).budget().max_ram == 200_000
+    assert SearchSettings(size="dcase_small_1s").budget().max_ram is None
