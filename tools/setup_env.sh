@@ -77,6 +77,7 @@ else
     command -v "$c" >/dev/null 2>&1 || [ -x "$c" ] || continue
     VER="$(py_version "$c")"
     if [ -n "$VER" ] && supports "$VER" "$STACK"; then PY="$c"; break; fi
+    [ -n "${PYTHON:-}" ] && [ -z "$VER" ] && die "PYTHON=$PYTHON does not run here (a pyenv shim of a version that is not active? use its full path, e.g. \$(pyenv root)/versions/3.13.0/bin/python, or PYENV_VERSION=3.13.0)."
     [ -n "${PYTHON:-}" ] && die "PYTHON=$PYTHON is Python ${VER:-?}; ${STACK:-keras_dssdn} needs $( [ "$STACK" = tf217 ] && echo 3.10-3.12 || echo 3.10-3.13 )."
   done
   if [ -z "$PY" ]; then
