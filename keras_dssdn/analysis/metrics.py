@@ -151,16 +151,15 @@ def plot_confusion(metrics: Dict, path, title: str = "Confusion matrix") -> None
     """Write the confusion matrix (row-normalised colours, counts written in) as a PNG, atomically."""
     import os
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure of its own (Agg canvas), not pyplot: the caller's backend (a notebook's inline plots) is left alone
+    from matplotlib.figure import Figure
 
     cm = np.asarray(metrics["confusion_matrix"], float)
     names = metrics["class_names"]
     norm = cm / np.clip(cm.sum(axis=1, keepdims=True), 1, None)
     size = max(4.0, 0.55 * len(names) + 2.0)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
@@ -177,4 +176,3 @@ def plot_confusion(metrics: Dict, path, title: str = "Confusion matrix") -> None
     from keras_dssdn.fileio import save_figure_atomic
 
     save_figure_atomic(fig, path, dpi=110)
-    plt.close(fig)

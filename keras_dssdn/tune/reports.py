@@ -182,14 +182,13 @@ def format_records(records: Sequence[dict]) -> str:
 def plot_pareto(records: Sequence[dict], path, budget: Budget, objective: str, front=None) -> None:
     """Score against MACs (millions per budget clip): trained trials, the Pareto front (line), infeasible
     trials (x on the bottom axis) and the MAC budget (dashed line). Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure of its own (Agg canvas), not pyplot: the caller's backend (a notebook's inline plots) is left alone
+    from matplotlib.figure import Figure
 
     front = set(front if front is not None else pareto_front(records, OBJECTIVES[objective][1]))
     scale = 100.0 if objective == "accuracy" else 1.0
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
     done = [r for r in records if r["status"] == "feasible" and r["score"] is not None and r["macs"]]
     ys = _plot_trained(ax, done, front, scale)
     bad = [r for r in records if r["status"] == "infeasible" and r["macs"]]
@@ -204,7 +203,6 @@ def plot_pareto(records: Sequence[dict], path, budget: Budget, objective: str, f
     ax.set_title("DSSDN width search: score against MACs", fontsize=10)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=120)
-    plt.close(fig)
 
 
 def _plot_trained(ax, done: Sequence[dict], front: set, scale: float) -> List[float]:

@@ -33,7 +33,15 @@ def test_metrics_match_hand_computed_example(tmp_path):
     text = markdown_report(m, "t")
     assert "| b | 3 | 66.67 % |" in text and "| d2 | 3 |" in text
     png = tmp_path / "cm.png"
-    plot_confusion(m, png)
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's inline backend: plotting must not switch it
+    try:
+        plot_confusion(m, png)
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
