@@ -16,6 +16,7 @@
 ``convert``                 float / int8 TFLite (post-training quantisation, QAT)
 ``evaluate``                float and int8 accuracy / log loss in one pass
 ``verify``                  float parity, TFLM operators, arena, TFLM == TFLite reference bit for bit
+``slim``                    flash cuts on the device model (tensor names, repeated zero points), checked in TFLM
 ``report``                  report.json / report.md / the summary line
 ``bundle``                  :func:`export_bundle` and the atomic write step
 ``micro``                   the TFLM interpreter in Python (operators, invoke, arena)
@@ -47,6 +48,7 @@ PUBLIC_API = {
     "convert_float": "keras_dssdn.deploy.convert",
     "convert_int8": "keras_dssdn.deploy.convert",
     "verify_bit_exact": "keras_dssdn.deploy.verify",
+    "slim_flatbuffer": "keras_dssdn.deploy.slim",
     "report_markdown": "keras_dssdn.deploy.report",
     "ExportError": "keras_dssdn.errors",
     "BundleExistsError": "keras_dssdn.errors",

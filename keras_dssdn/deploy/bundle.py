@@ -28,6 +28,10 @@ for the inputs) and leaves no bundle behind:
    the bit-exactness check;
 6. **verify** (:func:`keras_dssdn.deploy.verify.verify`): float parity, TFLM
    operators, arena, TFLM == TFLite reference kernels bit for bit;
+6b. **flash cuts** (:func:`keras_dssdn.deploy.slim.slim_model`): the deployed int8
+   model without tensor names and repeated zero points, for ``micro/`` (TFLM only:
+   ``model_int8.tflite`` stays the converter's, for TFLite); TFLM's outputs and arena
+   with it must equal those with the converter's model;
 7. **C front end** (:func:`keras_dssdn.deploy.host_check.check_c_frontend`): the
    generated ``micro/dssdn_frontend.c`` compiled with the host's C compiler, its int8
    tensors compared with the Python front end's on test signals and the evaluate
@@ -62,6 +66,7 @@ from keras_dssdn.deploy.frontend_constants import frontend_constants
 from keras_dssdn.deploy.prepare import PreparedModel, prepare_model
 from keras_dssdn.deploy.report import build_report, report_markdown
 from keras_dssdn.deploy.settings import ExportSettings
+from keras_dssdn.deploy.slim import Slimming, slim_model
 from keras_dssdn.deploy.verify import verification_inputs, verify
 from keras_dssdn.errors import BundleExistsError, VerificationError
 from keras_dssdn.fileio import atomic_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
@@ -112,7 +117,8 @@ def device_constants(prep: PreparedModel, deployed: bytes) -> dict:
 
 
 def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: dict, consts: dict) -> Dict[str, str]:
-    """``micro/``: model array, op resolver, model settings, the C front end, the streaming example."""
+    """``micro/``: model array (``deployed``: the slimmed flatbuffer), op resolver, model settings, the C front
+    end, the streaming example."""
     settings = {"arena_bytes": checks["arena"]["recommended_bytes"], "arena_min_bytes": checks["arena"]["min_bytes"],
                 "model_bytes": len(deployed), "input_shape": [1, *prep.input_shape],
                 "input_scale": consts["input_quantization"]["scale"],
@@ -120,7 +126,7 @@ def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: di
                 "output_scale": consts["output_quantization"]["scale"],
                 "output_zero_point": consts["output_quantization"]["zero_point"],
                 "class_names": prep.class_names or [f"class_{i}" for i in range(prep.num_classes)]}
-    comment = f"model_int8.tflite ({chosen.upper()}), sha256 {_sha256(deployed)}"
+    comment = f"{MICRO_MODEL} ({chosen.upper()}, flash cuts applied), sha256 {_sha256(deployed)}"
     sources = csources.c_array_source(deployed, "g_dssdn_model_data", "dssdn_model_data.h", comment=comment)
     sources["dssdn_op_resolver.h"] = csources.op_resolver_header(checks["operators"])
     sources.update(csources.model_settings_sources(settings))
@@ -144,14 +150,19 @@ def _frontend_npz(prep: PreparedModel, consts: dict) -> bytes:
     return buf.getvalue()
 
 
+#: The deployed model as the device gets it (the bytes of ``micro/dssdn_model_data.cc``; TFLM only).
+MICRO_MODEL = "model_int8_micro.tflite"
+
+
 def bundle_files(prep: PreparedModel, conversion: Conversion, chosen: str, checks: dict,
-                 consts: dict) -> Dict[str, Union[bytes, str]]:
+                 consts: dict, device_model: bytes) -> Dict[str, Union[bytes, str]]:
     """Every file of the bundle but the report and the manifest: ``{relative path: bytes or text}``.
-    ``checks``: :func:`keras_dssdn.deploy.verify.check_int8` of the deployed model."""
+    ``checks``: :func:`keras_dssdn.deploy.verify.check_int8` of the deployed model; ``device_model``: its
+    slimmed flatbuffer (:mod:`keras_dssdn.deploy.slim`), written as :data:`MICRO_MODEL` and ``micro/``'s array."""
     files: Dict[str, Union[bytes, str]] = {"model_float.tflite": conversion.float_model,
-                                           "model_int8.tflite": conversion.int8[chosen]}
+                                           "model_int8.tflite": conversion.int8[chosen], MICRO_MODEL: device_model}
     files.update({f"model_int8_{name}.tflite": fb for name, fb in conversion.int8.items()})
-    micro_files = _micro_sources(prep, conversion.int8[chosen], chosen, checks, consts)
+    micro_files = _micro_sources(prep, device_model, chosen, checks, consts)
     files.update({f"micro/{name}": text for name, text in micro_files.items()})
     files["frontend.json"] = consts
     files["frontend.npz"] = _frontend_npz(prep, consts)
@@ -170,8 +181,8 @@ def _write(folder: Path, name: str, content) -> None:
 
 
 def _check_written(folder: Path, deployed: bytes) -> None:
-    """Re-read what a device gets: the written model and C array must be the verified bytes."""
-    written = (folder / "model_int8.tflite").read_bytes()
+    """Re-read what a device gets: the written device model and C array must be the verified bytes."""
+    written = (folder / MICRO_MODEL).read_bytes()
     c_bytes = csources.parse_c_array((folder / "micro" / "dssdn_model_data.cc").read_text())
     if written != deployed or c_bytes != deployed:
         raise VerificationError("The written model files do not match the verified model bytes.")
@@ -181,7 +192,7 @@ def write_bundle(out: PathLike, files: Dict[str, Union[bytes, str, dict]], repor
                  force: bool = False, started: Optional[float] = None) -> List[str]:
     """Write ``files`` (bytes, text or JSON values), ``report.json``, ``report.md`` and ``manifest.json`` (size and
     SHA-256 of every file) into ``out`` atomically: a temporary sibling folder renamed into place only when all
-    is written and the model files re-read equal ``deployed``; ``force`` replaces an existing folder.
+    is written and the device model files re-read equal ``deployed`` (:data:`MICRO_MODEL` and the C array); ``force`` replaces an existing folder.
     ``report["seconds"]`` is set from ``started`` (a ``time.time()``). Returns the relative paths written."""
     with atomic_folder(out, replace=force) as tmp:
         for name, content in files.items():
@@ -244,6 +255,22 @@ def _check_c_frontend(prep: PreparedModel, files: dict, consts: dict, deployed: 
                             clip_seconds=clip_length(prep, sources), vocabulary=sources.vocabulary, log=log)
 
 
+def _slim(conversion: Conversion, chosen: str, inputs: np.ndarray, calibration: np.ndarray, arena: dict,
+          log: Callable) -> Slimming:
+    """Step 6b: the deployed model's flash cuts, checked in TFLM on the verification inputs and
+    :data:`SLIM_CHECK_CALIBRATION` calibration examples (quantised with the converter model's input scale)."""
+    from keras_dssdn.deploy.data import spread
+
+    extra = calibration[spread(len(calibration), SLIM_CHECK_CALIBRATION)]
+    xq = TFLiteRunner(conversion.int8[chosen], reference=True).to_input(np.concatenate([inputs, extra]))
+    return slim_model(conversion.int8[chosen], xq, arena, log)
+
+
+#: Calibration examples on which TFLM must give the same outputs with the slimmed model (besides the verification
+#: inputs).
+SLIM_CHECK_CALIBRATION = 32
+
+
 def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] = None, *, log: Callable = print,
                   **options) -> ExportResult:
     """Export ``model`` (a ``keras.Model``, a ``.keras`` file or a run folder) to a verified TFLite Micro bundle
@@ -275,13 +302,14 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     chosen = choose_deployed(settings.deploy, conversion.int8, metrics)
     drop = accuracy_drop(metrics, chosen, settings.max_accuracy_drop)
     consts = device_constants(prep, conversion.int8[chosen])
-    files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts)
-    c_frontend = _check_c_frontend(prep, files, consts, conversion.int8[chosen], verification.int8[chosen],
+    slimmed = _slim(conversion, chosen, inputs, calibration.examples, verification.int8[chosen]["arena"], log)
+    files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts, slimmed.model)
+    c_frontend = _check_c_frontend(prep, files, consts, slimmed.model, verification.int8[chosen],
                                    settings, sources, log)
     data_report = {"calibration": calibration.report, "evaluation": eval_report, "verification": verify_report}
     report = build_report(prep, data_report, conversion, verification, metrics, chosen, drop, consts,
-                          settings.command, str(out), c_frontend)
-    written = write_bundle(out, files, report, conversion.int8[chosen], force=settings.force, started=started)
+                          settings.command, str(out), c_frontend, slimmed.report)
+    written = write_bundle(out, files, report, slimmed.model, force=settings.force, started=started)
     log(f"  bundle written: {out} ({chosen.upper()} deployed, {report['flash_bytes']:,} B flash, "
         f"{report['arena_bytes']:,} B arena) in {report['seconds']:.0f} s")
     return ExportResult(str(out), report, written)

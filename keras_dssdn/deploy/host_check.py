@@ -168,11 +168,11 @@ class MicroDecisions:
 
     def __init__(self, flatbuffer: bytes, arena_bytes: int):
         from keras_dssdn.deploy.micro import micro_interpreter
-        from keras_dssdn.inference.tflite import TFLiteRunner
 
         self.interpreter = micro_interpreter(flatbuffer, arena_bytes)
-        ref = TFLiteRunner(flatbuffer, reference=True)
-        self.scale, self.zero_point = float(ref.output_scale), int(ref.output_zero_point)
+        # from TFLM itself: the deployed flatbuffer may be TFLM-only (keras_dssdn.deploy.slim)
+        q = self.interpreter.get_output_details(0)["quantization_parameters"]
+        self.scale, self.zero_point = float(q["scales"][0]), int(q["zero_points"][0])
 
     def outputs(self, tensors: np.ndarray) -> np.ndarray:
         """Dequantised outputs ``(segments, classes)`` float32."""

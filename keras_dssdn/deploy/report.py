@@ -72,13 +72,17 @@ def device_memory(model_bytes: int, arena_bytes: int, arena_min_bytes: int, cons
 
 def build_report(prep: PreparedModel, data: dict, conversion: Conversion, verification: Verification,
                  metrics: Optional[Dict[str, dict]], chosen: str, drop: Optional[float], constants: dict,
-                 command: Optional[str] = None, bundle: str = "", c_frontend: Optional[dict] = None) -> dict:
+                 command: Optional[str] = None, bundle: str = "", c_frontend: Optional[dict] = None,
+                 flash_cuts: Optional[dict] = None) -> dict:
     """``report.json`` (without ``seconds``, which the write step adds). ``data``: the calibration / evaluation /
     verification entries; ``metrics``: per model (None without an evaluation set); ``chosen``: the deployed
     int8 model; ``drop``: its accuracy points below float; ``constants``: the front-end constants;
-    ``c_frontend``: the host check of the C front end (:func:`keras_dssdn.deploy.host_check.check_c_frontend`)."""
+    ``c_frontend``: the host check of the C front end (:func:`keras_dssdn.deploy.host_check.check_c_frontend`);
+    ``flash_cuts``: :func:`keras_dssdn.deploy.slim.slim_model`'s report (the device model's bytes), None when the
+    device gets the converter's model."""
     int8 = _int8_entries(verification, metrics)
     model = _model_entry(prep)
+    flash = flash_cuts["bytes_after"] if flash_cuts else len(conversion.int8[chosen])
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
@@ -91,11 +95,12 @@ def build_report(prep: PreparedModel, data: dict, conversion: Conversion, verifi
         "deployed_accuracy_drop_points": drop,
         "qat": conversion.qat_info,
         "dcase_budget": _budget_entry(model["parameters"], int8[chosen]["bytes"]["int8_weights"]),
-        "flash_bytes": len(conversion.int8[chosen]),
+        "flash_bytes": flash,
+        "flash_cuts": flash_cuts,
         "frontend_flash_bytes": cfrontend.frontend_flash_bytes(constants),
         "arena_bytes": int8[chosen]["arena"]["recommended_bytes"],
         "arena_min_bytes": int8[chosen]["arena"]["min_bytes"],
-        "device_memory": device_memory(len(conversion.int8[chosen]), int8[chosen]["arena"]["recommended_bytes"],
+        "device_memory": device_memory(flash, int8[chosen]["arena"]["recommended_bytes"],
                                        int8[chosen]["arena"]["min_bytes"], constants),
         "c_frontend": c_frontend,
         "versions": versions(),
@@ -195,13 +200,18 @@ def _md_parity_row(what: str, entry: dict) -> str:
 
 def _md_device(report: dict) -> List[str]:
     """Memory totals and the C front end's host check."""
-    mem, check = report.get("device_memory"), report.get("c_frontend")
+    mem, check, cuts = report.get("device_memory"), report.get("c_frontend"), report.get("flash_cuts")
     lines = []
     if mem:
         f, r = mem["flash"], mem["ram"]
+        model_row = "flash: model (`dssdn_model_data.cc`)"
+        if cuts:
+            model_row += (f"; the converter's {cuts['bytes_before']:,} B less {cuts['saved']:,} B of tensor names and "
+                          f"{cuts['zero_points_removed']:,} repeated 64-bit zero points, TFLM outputs identical on "
+                          f"{cuts['tflm_identical_inputs']} inputs")
         lines += ["", "## On the device", "",
                   "| | bytes |", "|---|---:|",
-                  f"| flash: model (`dssdn_model_data.cc`) | {f['model']:,} |",
+                  f"| {model_row} | {f['model']:,} |",
                   f"| flash: front-end constants (`dssdn_frontend.c`) | {f['frontend_constants']:,} |",
                   f"| **flash total** (without code) | **{f['total']:,}** |",
                   f"| RAM: tensor arena (recommended; measured minimum {r['arena_min']:,}) | {r['arena']:,} |",

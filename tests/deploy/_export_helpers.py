@@ -88,12 +88,17 @@ def plain_model():
 
 
 def check_bundle(path: Path, expect_ops=None):
-    """Files present, C array == model, resolver == flatbuffer operators, TFLM runs at the stated arena."""
+    """Files present, C array == the device model == the converter's model with the flash cuts, resolver ==
+    flatbuffer operators, TFLM runs at the stated arena."""
+    from keras_dssdn.deploy.slim import slim_flatbuffer
+
     report = json.loads((path / "report.json").read_text())
-    deployed = (path / "model_int8.tflite").read_bytes()
+    deployed = (path / "model_int8_micro.tflite").read_bytes()
     cc = (path / "micro" / "dssdn_model_data.cc").read_text()
     assert "alignas(16)" in cc
     assert csources.parse_c_array(cc) == deployed
+    assert slim_flatbuffer((path / "model_int8.tflite").read_bytes())[0] == deployed
+    assert report["flash_bytes"] == len(deployed) == report["flash_cuts"]["bytes_after"]
     ops = micro.model_operators(deployed)
     resolver = (path / "micro" / "dssdn_op_resolver.h").read_text()
     calls = re.findall(r"resolver\.(Add\w+)\(\)", resolver)
@@ -106,7 +111,7 @@ def check_bundle(path: Path, expect_ops=None):
     for name, v in report["int8"].items():
         assert v["bit_exactness"]["bit_exact"] is True, name
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["model_int8.tflite"]["bytes"] == len(deployed)
+    assert manifest["model_int8_micro.tflite"]["bytes"] == len(deployed)
     assert (path / "report.md").read_text().startswith("# Export report")
     fe = json.loads((path / "frontend.json").read_text())
     for key in ("sample_rate", "n_fft", "hop_length", "win_length", "window", "mel_filterbank", "log_offset",

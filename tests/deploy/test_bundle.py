@@ -42,6 +42,9 @@ def test_export_each_size_bit_exact(tmp_path, size):
     if size == "dcase_small_1s":  # the DCASE setting's int8 parameters fit 128 KB
         assert report["dcase_budget"]["fits"]
         assert ptq["bytes"]["int8_weights"] <= 128 * 1024
+    cuts = report["flash_cuts"]  # names and zero points cut, TFLM identical on verify + calibration inputs
+    assert cuts["bytes_before"] == ptq["bytes"]["file"] and cuts["saved"] > 8 * cuts["zero_points_removed"] > 0
+    assert cuts["tflm_identical_inputs"] == 8 + 32
 
 
 # ---------------------------------------------------------------------------
@@ -146,7 +149,8 @@ def test_existing_bundle_needs_force_and_failed_export_leaves_nothing(tmp_path, 
 
 def test_write_step_is_atomic_and_checks_the_written_model(tmp_path):
     out = tmp_path / "bundle"
-    files = {"model_int8.tflite": b"abc", "micro/dssdn_model_data.cc": "{ 0x61, 0x62, 0x63, }", "a.json": {"x": 1.5}}
+    files = {"model_int8_micro.tflite": b"abc", "micro/dssdn_model_data.cc": "{ 0x61, 0x62, 0x63, }",
+             "a.json": {"x": 1.5}}
     report = sample_report()
     with pytest.raises(VerificationError, match="do not match"):
         write_bundle(out, files, dict(report), b"abd")
@@ -154,7 +158,7 @@ def test_write_step_is_atomic_and_checks_the_written_model(tmp_path):
     written = write_bundle(out, files, dict(report), b"abc", started=0.0)
     assert sorted(written) == sorted([*files, "report.json", "report.md", "manifest.json"]) and not leftovers(out)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model_int8.tflite"] == {"bytes": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
+    assert manifest["model_int8_micro.tflite"] == {"bytes": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
     assert json.loads((out / "a.json").read_text()) == {"x": 1.5}
     with pytest.raises(BundleExistsError):
         check_destination(out, force=False)
