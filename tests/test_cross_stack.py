@@ -1,7 +1,9 @@
 """Files made on one stack load and verify on the other (docs/install.md): `.keras` models and a TFLite Micro bundle
-saved with TF 2.17.1 / Keras 3.11 / numpy 1.26 (tf217) and with TF 2.21 / Keras 3.15 / numpy 2 (tf221), committed
-under tests/fixtures/cross_stack/<stack>/ by its make.py. Each test runs for both fixture sets on whichever stack
-runs the suite, so the tf217 files are read by Keras 3.15 and the tf221 files by Keras 3.11."""
+saved with TF 2.17.1 / Keras 3.15.1 / numpy 1.26 (tf217) and with TF 2.21 / Keras 3.15.1 / numpy 2 (tf221),
+committed under tests/fixtures/cross_stack/<stack>/ by its make.py. Each test runs for both fixture sets on
+whichever stack runs the suite, so CI (both stacks) reads the tf217 files with TF 2.21 and the tf221 files with
+TF 2.17.1: Keras outputs, the bundle's int8 reference outputs, TFLite Micro bit-exactness and the front-end
+constants."""
 
 import hashlib
 import json
