@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from keras_dssdn.analysis.budgets import DEFAULT_BUDGETS, PAPER_BUDGET
+from keras_dssdn.models.resize import with_input_shape
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 
 #: Budgets for a 10-s clip from the foundation issue (params, MACs).
@@ -153,14 +154,6 @@ class ComplexityReport:
         return dataclasses.asdict(self)
 
 
-def _with_input_shape(model: keras.Model, input_shape) -> keras.Model:
-    """``model`` itself if it already takes ``input_shape``, else a clone rebuilt for it."""
-    current = tuple(model.inputs[0].shape[1:])
-    if tuple(input_shape) == current:
-        return model
-    return keras.models.clone_model(model, input_tensors=keras.Input(shape=tuple(input_shape)))
-
-
 def profile(model: keras.Model, input_shape: Optional[Sequence[int]] = None, *, seconds: Optional[float] = None,
             frontend: FrontEndParams = DEFAULT_FRONTEND, int8: bool = False, ram: bool = False) -> ComplexityReport:
     """Count parameters and MACs of ``model`` per layer.
@@ -181,7 +174,7 @@ def profile(model: keras.Model, input_shape: Optional[Sequence[int]] = None, *, 
     if any(d is None for d in shape):
         raise ValueError(f"Input shape {shape} of {model.name} has an unknown dimension; pass input_shape= "
                          "(e.g. keras_dssdn.DEFAULT_FRONTEND.input_shape(10.0)).")
-    sized = _with_input_shape(model, shape)
+    sized = with_input_shape(model, shape)
     macs = graph_macs(sized, shape)
     rows = []
     for layer in sized.layers:
@@ -245,7 +238,7 @@ def int8_tflite_bytes(model: keras.Model, input_shape: Sequence[int], samples: i
         for _ in range(samples):
             yield [rng.standard_normal((1, *input_shape)).astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(_with_input_shape(model, input_shape))
+    converter = tf.lite.TFLiteConverter.from_keras_model(with_input_shape(model, input_shape))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

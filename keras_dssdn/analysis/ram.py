@@ -133,10 +133,10 @@ def float_tflite(model, input_shape=None) -> bytes:
     """Float TFLite flatbuffer of a Keras model (batch 1), for planning only; ``input_shape`` without batch."""
     import tensorflow as tf
 
-    from keras_dssdn.analysis.complexity import _with_input_shape
+    from keras_dssdn.models.resize import with_input_shape
 
     if input_shape is not None:
-        model = _with_input_shape(model, tuple(input_shape))
+        model = with_input_shape(model, tuple(input_shape))
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _model(args):
     """``(model, front end)``: a preset or config is counted under its own mel bands
     (:func:`~keras_dssdn.models.presets.preset_frontend`), a saved model under the default front end."""
-    from keras_dssdn.inference.evaluate import load_classifier
+    from keras_dssdn.inference.loading import load_classifier
     from keras_dssdn.models.dssdn import build_dssdn
     from keras_dssdn.models.presets import preset_frontend, resolve_config
     from keras_dssdn.params import DEFAULT_FRONTEND

@@ -237,7 +237,7 @@ def _check_core(core: keras.Model, fe: FrontEndParams, source: str, fe_source: s
 def _fix_time_axis(core: keras.Model, fe: FrontEndParams, segment_seconds: Optional[float], source: str,
                    notes: List[str]) -> Tuple[keras.Model, float]:
     """``(core with a fixed number of frames, segment seconds)``; a free time axis needs ``segment_seconds``."""
-    from keras_dssdn.analysis.complexity import _with_input_shape
+    from keras_dssdn.models.resize import with_input_shape
 
     n_mels, frames = core.inputs[0].shape[1], core.inputs[0].shape[2]
     if frames is None:
@@ -246,7 +246,7 @@ def _fix_time_axis(core: keras.Model, fe: FrontEndParams, segment_seconds: Optio
                               "(--segment SECONDS, e.g. 1 or 10).")
         frames = fe.num_frames(segment_seconds)
         notes.append(f"Time axis fixed to {frames} frames ({segment_seconds:g} s).")
-        return _with_input_shape(core, (n_mels, frames, 1)), float(segment_seconds)
+        return with_input_shape(core, (n_mels, frames, 1)), float(segment_seconds)
     seg = fe.seconds_for_frames(frames) if segment_seconds is None else float(segment_seconds)
     if fe.num_frames(seg) != frames:
         raise ExportError(

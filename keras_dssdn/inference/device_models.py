@@ -60,7 +60,7 @@ class DeviceModels:
 def load_device_models(run, log: Callable = print) -> Optional[DeviceModels]:
     """The :class:`DeviceModels` of a :class:`~keras_dssdn.runs.RunFolder`, or None when it has no fine-tuned
     model (``dssdn-finetune`` not run)."""
-    from keras_dssdn.inference.evaluate import load_classifier
+    from keras_dssdn.inference.loading import load_classifier
 
     paths = run.device_models()
     if not paths:

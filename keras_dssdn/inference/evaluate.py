@@ -23,61 +23,8 @@ from keras_dssdn.layers.labels import LabelVocabulary, vocabulary_from_model
 from keras_dssdn.analysis.metrics import aggregate_clips, classification_metrics, markdown_report, plot_confusion
 from keras_dssdn.errors import DataError, ModelFileError, UnknownLabelError
 from keras_dssdn.fileio import write_json_atomic, write_text_atomic
+from keras_dssdn.inference.loading import TFLiteClassifier, load_classifier  # noqa: F401 - re-exported
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
-
-
-class TFLiteClassifier:
-    """A ``.tflite`` classifier with a Keras-like ``predict(x) -> probabilities``.
-
-    Wraps :class:`keras_dssdn.inference.tflite.TFLiteRunner` (ai-edge-litert; input
-    quantised with the model's scale / zero point, rounding half away from
-    zero as TFLite does; output dequantised). ``reference=True`` uses TFLite's
-    reference kernels (the yardstick for TFLite Micro). ``normalization`` is
-    applied first when the exported model expects normalised input.
-    """
-
-    def __init__(self, path_or_bytes, reference: bool = False, normalization=None):
-        from keras_dssdn.inference.tflite import TFLiteRunner
-
-        content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, os.PathLike)) else path_or_bytes
-        self.runner = TFLiteRunner(content, reference=reference)
-        self.input_shape = tuple(int(d) for d in self.runner.input["shape"][1:])
-        self.normalization = normalization
-
-    def predict(self, x, verbose=0, batch_size=None) -> np.ndarray:
-        x = np.asarray(x, np.float32)
-        if self.normalization is not None:
-            x = np.asarray(self.normalization.apply(x))
-        return self.runner.predict(x)
-
-
-def load_classifier(path, normalization=None):
-    """A ``.keras`` model (Keras) or a ``.tflite`` model (:class:`TFLiteClassifier`) from a file.
-
-    Raises :class:`~keras_dssdn.errors.ModelFileError` naming the file when it is missing, has another suffix,
-    or is not a model the package can load (a truncated download, another file renamed).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"Model file not found: {path}")
-    if path.suffix not in (".tflite", ".keras"):
-        raise ModelFileError(f"{path}: expected a .keras or .tflite model file.")
-    import zipfile
-
-    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a Keras archive (a .keras file is a zip archive written by model.save); "
-                             "it may be truncated or another file renamed: re-export or re-download it.")
-    try:
-        if path.suffix == ".tflite":
-            return TFLiteClassifier(path, normalization=normalization)
-        import keras
-
-        import keras_dssdn  # noqa: F401 - registers the custom layers
-
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - any failure here means the file is not a loadable model
-        raise ModelFileError(f"{path} is not a {path.suffix} model that can be loaded ({type(e).__name__}: "
-                             f"{str(e)[:200]}); re-export or re-download it.") from None
 
 
 def _input_frames(model) -> int:

@@ -92,7 +92,7 @@ def _tflite_predictor(path: Path) -> Predictor:
 def _keras_predictor(path: Path) -> Predictor:
     """A ``.keras`` model: class names from its ClassNames layer (else its run's labels.json), front end from
     its run folder (else the package default)."""
-    from keras_dssdn.inference.evaluate import load_classifier
+    from keras_dssdn.inference.loading import load_classifier
     from keras_dssdn.runs import find_run
 
     run = find_run(path)
