@@ -13,7 +13,9 @@ from keras_dssdn.deploy.bundle import check_destination, export_bundle, write_bu
 from keras_dssdn.deploy.frontend_constants import dense_filterbank
 from keras_dssdn.deploy.settings import ExportSettings
 from keras_dssdn.errors import BundleExistsError, ConfigError, UnsupportedOperatorError, VerificationError
+from keras_dssdn.analysis.budgets import DEFAULT_BUDGETS
 from keras_dssdn.inference.tflite import quantize_input
+from keras_dssdn.models.presets import preset_frontend
 
 from _export_helpers import (DSSDN_OPS, FE16, QUIET, check_bundle, gelu_model, leftovers, plain_model,
                              randomise_batch_norms, sample_report, synthetic, tiny_dssdn, train_briefly,
@@ -25,14 +27,16 @@ from _export_helpers import (DSSDN_OPS, FE16, QUIET, check_bundle, gelu_model, l
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", ["dcase_small_1s", "middle", "large"])
+@pytest.mark.parametrize("size", ["dcase_small_1s", "dcase_mcu_1s", "middle", "large"])
 def test_export_each_size_bit_exact(tmp_path, size):
-    cfg = keras_dssdn.PRESETS[size].replace(input_shape=[128, 44, 1], classes=10)  # 1-s input for speed
+    frontend = preset_frontend(size)  # the preset's mel bands
+    shape = frontend.input_shape(1.0)  # 1-s input for speed
+    cfg = keras_dssdn.PRESETS[size].replace(input_shape=list(shape), classes=10)
     model = keras_dssdn.build_dssdn(cfg, name=f"dssdn_{size}")
     randomise_batch_norms(model)
-    x, y = synthetic(48, (128, 44, 1), 10)
+    x, y = synthetic(48, shape, 10)
     result = export_bundle(model, tmp_path / "bundle", representative=x, evaluation=(x[:24], y[:24]),
-                           num_verify=8, **QUIET)
+                           frontend=frontend, num_verify=8, **QUIET)
     report = check_bundle(Path(result.path), expect_ops=DSSDN_OPS)
     ptq = report["int8"]["ptq"]
     assert ptq["bit_exactness"]["inputs"] == 8
@@ -42,6 +46,8 @@ def test_export_each_size_bit_exact(tmp_path, size):
     if size == "dcase_small_1s":  # the DCASE setting's int8 parameters fit 128 KB
         assert report["dcase_budget"]["fits"]
         assert ptq["bytes"]["int8_weights"] <= 128 * 1024
+    if size == "dcase_mcu_1s":  # arena (recommended) + C front end + audio buffer within its 128 KB
+        assert report["device_memory"]["ram"]["total"] <= DEFAULT_BUDGETS[size].max_ram == 128 * 1024
     cuts = report["flash_cuts"]  # names and zero points cut, TFLM identical on verify + calibration inputs
     assert cuts["bytes_before"] == ptq["bytes"]["file"] and cuts["saved"] > 8 * cuts["zero_points_removed"] > 0
     assert cuts["tflm_identical_inputs"] == 8 + 32
