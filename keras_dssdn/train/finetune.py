@@ -79,7 +79,7 @@ def _finetune_one(general_path: Path, clips, cfg, vocab, settings: FinetuneSetti
     model = keras.models.load_model(general_path, compile=False)
     compile_for_training(model, ft_cfg, int(ds.cardinality().numpy()))
     with decoding_errors():
-        model.fit(ds, epochs=settings.epochs, verbose=2 if settings.verbose > 1 else 0)
+        model.fit(ds, epochs=settings.epochs, verbose=2 if settings.verbose > 1 else 0, shuffle=False)  # as trainer
     return model
 
 

@@ -317,7 +317,7 @@ def _fit(s: _Session, model, train_ds, eval_ds, state: Optional[dict], initial_e
     cbs = [_LearningRateLogger(), checkpoint, keras.callbacks.CSVLogger(str(s.out_dir / runs.LOG), append=resume),
            keras.callbacks.TensorBoard(str(s.out_dir / runs.TENSORBOARD), write_graph=False), *callbacks]
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, initial_epoch=initial_epoch, callbacks=cbs,
-              verbose=s.verbose)
+              verbose=s.verbose, shuffle=False)  # the pipeline shuffles; Keras 3.15 warns about its default True
     return json.loads((s.out_dir / runs.STATE).read_text())
 
 

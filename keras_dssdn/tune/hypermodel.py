@@ -152,5 +152,5 @@ class DSSDNHyperModel(keras_tuner.HyperModel):
         # the learning-rate schedule spans the epochs this call runs (Hyperband continues from initial_epoch)
         compile_for_training(model, self._recipe(epochs - initial_epoch), self.data.steps_per_epoch)
         cbs = [EvaluateFold(self.data, check), *(callbacks or [])]
-        return model.fit(self.data.train, epochs=epochs, initial_epoch=initial_epoch, callbacks=cbs,
-                         verbose=self.train_cfg.verbose if verbose is None else verbose)
+        return model.fit(self.data.train, epochs=epochs, initial_epoch=initial_epoch, callbacks=cbs, shuffle=False,
+                         verbose=self.train_cfg.verbose if verbose is None else verbose)  # shuffle: as train/trainer
