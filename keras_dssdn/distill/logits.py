@@ -73,6 +73,13 @@ def clip_records(clips) -> tuple:
     return keys, labels, sizes
 
 
+def _mismatch(key, file_label, data_label, file_size, data_size, other_label) -> str:
+    """One clip's difference between the logits file and the data, as plain text (numpy scalars made Python)."""
+    if other_label:
+        return f"{key} (label {str(file_label)!r} vs {str(data_label)!r})"
+    return f"{key} (audio {int(file_size)} vs {int(data_size)} bytes)"
+
+
 def dataset_fingerprint(keys, labels, sizes) -> str:
     """SHA-256 (hex) of the sorted ``key<TAB>label<TAB>size`` rows."""
     rows = sorted(f"{k}\t{l}\t{int(s)}" for k, l, s in zip(keys, labels, sizes))
@@ -215,12 +222,12 @@ class TeacherLogits:
         if len(keys) and not found.any():
             raise TeacherLogitsError(
                 f"{where} were made for another dataset ({made}, fingerprint {self.fingerprint[:12]}): none of the "
-                f"{len(keys)} clips of {clips.name or 'the training split'} is in it (e.g. {keys[0]!r}; the file "
-                f"has e.g. {self.clips[0]!r}). Write logits for this dataset with dssdn-teacher run.")
+                f"{len(keys)} clips of {clips.name or 'the training split'} is in it (e.g. {str(keys[0])!r}; the file "
+                f"has e.g. {str(self.clips[0])!r}). Write logits for this dataset with dssdn-teacher run.")
         r = rows[found]
         other_label = (self.labels[r] != "") & (labels[found] != "") & (self.labels[r] != labels[found])
         other_size = (self.sizes[r] >= 0) & (sizes[found] >= 0) & (self.sizes[r] != sizes[found])
-        bad = [f"{k} ({'label ' + repr(fl) + ' vs ' + repr(sl) if ol else 'audio ' + str(fs) + ' vs ' + str(ss) + ' bytes'})"
+        bad = [_mismatch(k, fl, sl, fs, ss, ol)
                for k, fl, sl, fs, ss, ol, os_ in zip(keys[found], self.labels[r], labels[found], self.sizes[r],
                                                      sizes[found], other_label, other_size) if ol or os_]
         if bad:
