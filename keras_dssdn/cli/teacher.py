@@ -10,6 +10,8 @@
     dssdn-teacher show kd/large_eval.npz kd/middle_eval.npz     # two files' members as one ensemble
     dssdn-teacher export kd/teachers_train.npz kd/teachers.csv  # CSV: clip,segment,<class names...>
     dssdn-teacher import passt.csv --data ... --split train --segment-seconds 1 --out kd/passt.npz
+    # out-of-fold: each part of the training split scored by a teacher trained on the other parts
+    dssdn-teacher join kd/part0.npz kd/part1.npz kd/part2.npz --out kd/oof_train.npz
 
 Then: dssdn-train --config small data=... teacher=kd/teachers_train.npz kd_temperature=2 kd_weight=0.5
 
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a logits file as CSV (clip,segment,<classes>)")
     export.add_argument("file")
     export.add_argument("csv")
+    join = sub.add_parser("join", help="one file from files over disjoint clips (e.g. out-of-fold parts)")
+    join.add_argument("file", nargs="+")
+    join.add_argument("--out", required=True, help="the .npz file to write")
     imp = sub.add_parser("import", help="a logits file from a CSV made elsewhere (clip,segment,<classes>)")
     imp.add_argument("csv")
     _data_options(imp)
@@ -130,6 +135,13 @@ def main(argv=None) -> int:
             return _run(args)
         if args.command == "import":
             return _import(args)
+        if args.command == "join":
+            first, *others = [TeacherLogits.load(f) for f in args.file]
+            joined = first.joined(*others)
+            joined.save(args.out)
+            print(f"wrote {args.out}")
+            print_summary(joined)
+            return 0
         if args.command == "show":
             first, *others = [TeacherLogits.load(f) for f in args.file]
             print_summary(first.merged(*others) if others else first)

@@ -260,6 +260,37 @@ class TeacherLogits:
         return dataclasses.replace(self, logits=members.mean(axis=0), members=members,
                                    models=[m for p in parts for m in p.models], source="")
 
+    def joined(self, *others: "TeacherLogits") -> "TeacherLogits":
+        """One file for the clips of this file and ``others`` together (disjoint clips; same classes, class order,
+        clip length and segment layout), e.g. *out-of-fold* logits: each part of a split scored by teachers that
+        did not train on it. Member logits are dropped (the parts' members are different models); ``models``
+        lists every part's models with the number of clips it scored."""
+        parts = [self, *others]
+        names = [p.source or f"part {i + 1}" for i, p in enumerate(parts)]
+        for name, o in zip(names[1:], others):
+            if o.class_names != self.class_names or o.n_segments != self.n_segments \
+                    or not _same_seconds(o.segment_seconds, self.segment_seconds) \
+                    or abs(o.clip_seconds - self.clip_seconds) > 1e-6:
+                raise TeacherLogitsError(
+                    f"{name} and {names[0]} differ in classes or layout ({o.describe()} vs {self.describe()}): only "
+                    "files of one class order, clip length and segment length join; write them again alike.")
+        owner = {}
+        for name, p in zip(names, parts):
+            for clip in p.clips:
+                if clip in owner:
+                    raise TeacherLogitsError(f"{clip!s} is in both {owner[clip]} and {name}: joined files must "
+                                             "cover disjoint clips (to combine teachers on the same clips, use "
+                                             "dssdn-teacher show with several files).")
+                owner[clip] = name
+        models = [{**m, "clips": int(len(p.clips)), "part": name} for name, p in zip(names, parts) for m in p.models]
+        splits = sorted({str(p.dataset.get("split", "")) for p in parts})
+        return dataclasses.replace(
+            self, clips=np.concatenate([p.clips for p in parts]), logits=np.concatenate([p.logits for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]), sizes=np.concatenate([p.sizes for p in parts]),
+            dataset={**self.dataset, "split": " + ".join(splits)}, models=models, members=None,
+            combine="joined: each clip from the one part that scored it (" + "; ".join(
+                f"{name}: {p.combine}" for name, p in zip(names, parts)) + ")", source="")
+
     # ---- accuracy --------------------------------------------------------------------------------
 
     def accuracies(self) -> dict:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from keras_dssdn.cli.teacher import main as teacher_main
 from keras_dssdn.distill.logits import TeacherLogits, import_csv
 from keras_dssdn.errors import TeacherLogitsError
 
@@ -118,3 +119,31 @@ def test_merged_files_make_one_ensemble_and_accuracies_follow_the_labels(train_c
     assert set(acc) == {"right", "wrong", "ensemble", "ensemble (mean of probabilities)"}
     with pytest.raises(TeacherLogitsError, match="other clips"):
         a.merged(made_up_logits(train_clips.subset(range(3))))
+
+
+def test_joined_parts_cover_the_split_and_overlaps_or_other_layouts_are_refused(train_clips, tmp_path):
+    """Out-of-fold logits: parts over disjoint clips join into one file that serves the whole split, keyed."""
+    n = len(train_clips)
+    parts = [train_clips.subset(range(0, n // 3)), train_clips.subset(range(n // 3, n))]
+    names = list(train_clips.vocabulary().names)
+    a, b = made_up_logits(parts[0], seed=1, classes=names), made_up_logits(parts[1], seed=2, classes=names)
+    a.source, b.source = "part0.npz", "part1.npz"
+    a.save(tmp_path / "part0.npz"), b.save(tmp_path / "part1.npz")
+    assert teacher_main(["join", str(tmp_path / "part0.npz"), str(tmp_path / "part1.npz"), "--out",
+                         str(tmp_path / "oof.npz")]) == 0
+    whole = TeacherLogits.load(tmp_path / "oof.npz")
+    assert whole.members is None and [m["clips"] for m in whole.models] == [len(parts[0]), len(parts[1])]
+    order = np.random.default_rng(3).permutation(n)
+    shuffled = train_clips.subset(order)
+    got = _aligned(whole, shuffled)
+    for row, clip in zip(got, shuffled):
+        owner = a if clip.filename in set(a.clips) else b
+        np.testing.assert_array_equal(row, np.stack([owner.lookup(clip.filename, s) for s in range(2)]))
+    overlapping = made_up_logits(parts[0], seed=4, classes=names)
+    overlapping.source = "part1.npz"
+    with pytest.raises(TeacherLogitsError, match=r"in both part0.npz and part1.npz"):
+        a.joined(overlapping)
+    with pytest.raises(TeacherLogitsError, match="differ in classes or layout"):
+        a.joined(made_up_logits(parts[1], segments=3, classes=names))
+    with pytest.raises(TeacherLogitsError, match="differ in classes or layout"):
+        a.joined(made_up_logits(parts[1], classes=list(reversed(names))))
