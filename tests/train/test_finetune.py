@@ -84,3 +84,41 @@ def test_bad_requests(run, tmp_path):
         finetune_devices(run_dir, FinetuneSettings(epochs=1, min_clips=1000, verbose=0), log=lambda m: None)
     with pytest.raises(ConfigError, match="lr_ratio"):
         FinetuneSettings(lr_ratio=0)
+
+
+def test_per_device_export_writes_a_checked_bundle_per_model(run, tmp_path, monkeypatch):
+    """`dssdn-export --per-device`: the general and each device model go through the one export entry into their
+    own folder with a complexity record (export_bundle itself is tested in tests/deploy/test_bundle.py; here it is
+    recorded, not run); a device model over the run's budget stops the export before anything is written."""
+    from keras_dssdn.analysis.budgets import Budget
+    from keras_dssdn.deploy import bundle
+    from keras_dssdn.deploy import devices as device_export
+    from keras_dssdn.errors import BudgetError
+
+    data, run_dir = run
+    if not RunFolder(run_dir).device_models():
+        finetune_devices(run_dir, FinetuneSettings(epochs=1, min_clips=2, verbose=0), log=lambda m: None)
+    exported = {}
+
+    def recorded_export(model, out_dir, settings=None, **_):
+        exported[out_dir.name] = (str(model), settings)
+        out_dir.mkdir(parents=True)
+
+    monkeypatch.setattr(bundle, "export_bundle", recorded_export)
+    record = device_export.export_device_bundles(run_dir, tmp_path / "bundles", log=lambda m: None, num_verify=2)
+    models = RunFolder(run_dir).device_models()
+    assert record["devices"] == {"a": "00_a", "b": "01_b"} and record["general"] == "general"
+    assert exported["00_a"][0] == str(models["a"]) and exported["01_b"][0] == str(models["b"])
+    assert exported["general"][0] == str(RunFolder(run_dir).model_path())
+    settings = exported["00_a"][1]  # completed from the run: its data, front end and class names
+    assert settings.data.num_verify == 2 and str(settings.data.data) == str(data)
+    assert settings.model.class_names == list(RunFolder(run_dir).vocabulary().names) == ["airport", "bus"]
+    assert settings.model.frontend is not None
+    assert set(record["complexity"]) == {"general", "a", "b"}
+    assert all(c["fits"] and c["params"] > 0 and c["macs"] > 0 for c in record["complexity"].values())
+    assert json.loads((tmp_path / "bundles" / "devices.json").read_text()) == record
+    monkeypatch.setattr(device_export, "run_budget", lambda run: Budget(max_params=10, max_macs=10 ** 12,
+                                                                        seconds=1.0))
+    with pytest.raises(BudgetError, match="model of 'general'.*every device model"):
+        device_export.export_device_bundles(run_dir, tmp_path / "over", log=lambda m: None)
+    assert not (tmp_path / "over").exists()
