@@ -207,9 +207,10 @@ def tflite_constant_bytes(flatbuffer: bytes) -> Dict[str, int]:
     Returns ``{"int8": weights, "int32": biases and shape constants, "other": rest,
     "file": len(flatbuffer)}``; ``int8`` is what the DCASE parameter-memory limit counts.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
+    from keras_dssdn.deploy.flatbuffer import read_model, schema
 
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    model = read_model(flatbuffer)
+    types = schema().TensorType
     out = {"int8": 0, "int32": 0, "other": 0, "file": len(flatbuffer)}
     seen = set()
     for g in range(model.SubgraphsLength()):
@@ -221,7 +222,7 @@ def tflite_constant_bytes(flatbuffer: bytes) -> Dict[str, int]:
             if size == 0 or index in seen:
                 continue
             seen.add(index)
-            key = {schema.TensorType.INT8: "int8", schema.TensorType.INT32: "int32"}.get(tensor.Type(), "other")
+            key = {types.INT8: "int8", types.INT32: "int32"}.get(tensor.Type(), "other")
             out[key] += size
     return out
 

@@ -81,10 +81,10 @@ def greedy_plan(sizes: List[int], first: List[int], last: List[int]) -> int:
 
 
 def _subgraph(flatbuffer: bytes):
-    from keras_dssdn.deploy.micro import _opcode_name, _root
+    from keras_dssdn.deploy.flatbuffer import opcode_name, read_model
 
-    model = _root(bytes(flatbuffer))
-    return model, model.Subgraphs(0), _opcode_name
+    model = read_model(flatbuffer)
+    return model, model.Subgraphs(0), opcode_name
 
 
 def plan_arena(flatbuffer: bytes) -> ArenaEstimate:

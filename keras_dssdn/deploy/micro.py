@@ -38,6 +38,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from keras_dssdn.deploy.flatbuffer import builtin_operator_names, opcode_name, read_model
 from keras_dssdn.deploy.resources import template_text
 from keras_dssdn.errors import ExportError, UnsupportedOperatorError
 from keras_dssdn.fileio import write_bytes_atomic
@@ -100,19 +101,6 @@ KNOWN_MISMATCH_HINTS = {
 }
 
 
-def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    return schema
-
-
-@functools.lru_cache(maxsize=1)
-def builtin_operator_names() -> Dict[int, str]:
-    """``{builtin code: name}`` from the TFLite schema shipped with tflite-micro."""
-    ops = _schema().BuiltinOperator
-    return {v: k for k, v in vars(ops).items() if not k.startswith("_") and isinstance(v, int)}
-
-
 def add_method(op: str) -> str:
     """``MicroMutableOpResolver`` method that registers builtin ``op`` (``"CONV_2D"`` -> ``"AddConv2D"``)."""
     if op in ADD_METHODS:
@@ -151,43 +139,26 @@ def micro_supported_operators() -> frozenset:
     return frozenset(found)
 
 
-def _opcode_name(model, index: int) -> str:
-    code = model.OperatorCodes(index)
-    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    name = builtin_operator_names().get(builtin, f"BUILTIN_{builtin}")
-    if name == "CUSTOM":
-        custom = code.CustomCode()
-        return "CUSTOM:" + (custom.decode() if custom else "?")
-    return name
-
-
-def _root(flatbuffer: bytes):
-    schema = _schema()
-    if not flatbuffer or len(flatbuffer) < 8 or flatbuffer[4:8] != b"TFL3":
-        raise ExportError("Not a TFLite flatbuffer (missing the 'TFL3' identifier); pass the bytes of a .tflite file.")
-    return schema.Model.GetRootAsModel(flatbuffer, 0)
-
-
 def model_operators(flatbuffer: bytes) -> List[str]:
     """Sorted names of the operators used by a TFLite model (custom ones as ``"CUSTOM:<name>"``)."""
-    model = _root(flatbuffer)
+    model = read_model(flatbuffer)
     used = set()
     for g in range(model.SubgraphsLength()):
         sub = model.Subgraphs(g)
         for i in range(sub.OperatorsLength()):
-            used.add(_opcode_name(model, sub.Operators(i).OpcodeIndex()))
+            used.add(opcode_name(model, sub.Operators(i).OpcodeIndex()))
     return sorted(used)
 
 
 def operator_outputs(flatbuffer: bytes, op_name: str, limit: int = 3) -> List[str]:
     """Names of (up to ``limit``) tensors produced by ``op_name``: they carry the Keras layer names."""
-    model = _root(flatbuffer)
+    model = read_model(flatbuffer)
     out = []
     for g in range(model.SubgraphsLength()):
         sub = model.Subgraphs(g)
         for i in range(sub.OperatorsLength()):
             op = sub.Operators(i)
-            if _opcode_name(model, op.OpcodeIndex()) == op_name:
+            if opcode_name(model, op.OpcodeIndex()) == op_name:
                 for j in range(op.OutputsLength()):
                     out.append(sub.Tensors(op.Outputs(j)).Name().decode(errors="replace"))
                 if len(out) >= limit:

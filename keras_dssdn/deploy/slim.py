@@ -34,8 +34,9 @@ BUFFER_ALIGNMENT = 16
 def _pack_aligned(buffer, builder) -> int:
     """``BufferT.Pack`` with the data vector aligned to :data:`BUFFER_ALIGNMENT` (the Python object API aligns
     a uint8 vector to 1 byte only)."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from keras_dssdn.deploy.flatbuffer import schema as tflite_schema
 
+    schema = tflite_schema()
     data = None
     if buffer.data is not None:
         payload = np.asarray(buffer.data, np.uint8).tobytes()
@@ -64,9 +65,9 @@ def _pack(model) -> bytes:
 
 def misaligned_buffers(flatbuffer: bytes) -> int:
     """Buffers of ``flatbuffer`` whose data does not start on a :data:`BUFFER_ALIGNMENT`-byte boundary."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from keras_dssdn.deploy.flatbuffer import read_model
 
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    model = read_model(flatbuffer)
     bad = 0
     for i in range(model.BuffersLength()):
         buffer = model.Buffers(i)
@@ -78,9 +79,9 @@ def misaligned_buffers(flatbuffer: bytes) -> int:
 def slim_flatbuffer(flatbuffer: bytes) -> Tuple[bytes, dict]:
     """``(slimmed flatbuffer, what was cut)``: see the module doc. The entry counts ``name_bytes`` (characters
     of the names removed), ``zero_points_removed`` (64-bit values) over ``zero_point_tensors`` tensors."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from keras_dssdn.deploy.flatbuffer import model_object
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    model = model_object(flatbuffer)
     names = removed = tensors = 0
     model.description, model.signatureDefs = None, None
     for subgraph in model.subgraphs:
