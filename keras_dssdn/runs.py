@@ -18,6 +18,8 @@ normalisation and class names reach them without the user repeating them::
         best.keras           best epoch: raw log-mel in, probabilities out (normalisation, class names inside)
         metrics.json, metrics.md, confusion.png        evaluation of best.keras on the evaluate split
         subset.csv           the training clips of a train_subset run (filename, scene_label, identifier, source_label)
+        teacher_logits.npz   the teacher logits a distilled run trains on (keras_dssdn.distill.logits): a resumed
+                             run reads this copy, so a changed or moved teacher file cannot change it half-way
         devices/index.json   device-specific models (dssdn-finetune): {device: {"folder", "clips", ...}}
         devices/<folder>/best.keras                     one fine-tuned model per device
 
@@ -51,6 +53,7 @@ STATE = "checkpoint/state.json"
 BEST = "best.keras"
 METRICS = "metrics.json"
 SUBSET = "subset.csv"
+TEACHER_LOGITS = "teacher_logits.npz"
 DEVICES = "devices"
 DEVICE_INDEX = "devices/index.json"
 
@@ -158,6 +161,15 @@ class RunFolder:
 
         return [c.filename for c in read_csv(path, root=str(self.path), check_files=False)]
 
+    def teacher_logits(self):
+        """The run's copy of its teacher logits (a :class:`~keras_dssdn.distill.logits.TeacherLogits`), or None."""
+        path = self.file(TEACHER_LOGITS)
+        if not path.is_file():
+            return None
+        from keras_dssdn.distill.logits import TeacherLogits
+
+        return TeacherLogits.load(path)
+
     def device_models(self) -> dict:
         """``{device: path of its fine-tuned best.keras}`` from ``devices/index.json`` (empty without one)."""
         index = self._json(DEVICE_INDEX, required=False) or {}
@@ -183,6 +195,11 @@ class RunFolder:
         rows = ["filename\tscene_label\tidentifier\tsource_label"] + [
             "\t".join([c.filename, c.label or "", c.identifier or "", c.device or ""]) for c in clips]
         write_text_atomic(self.file(SUBSET), "\n".join(rows) + "\n")
+
+    def write_teacher_logits(self, logits) -> None:
+        """``teacher_logits.npz``: the :class:`~keras_dssdn.distill.logits.TeacherLogits` the run trains on."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        logits.save(self.file(TEACHER_LOGITS))
 
     def device_folder(self, device: str, position: int) -> Path:
         """The folder of one device's fine-tuned model: ``devices/<position>_<device, file-safe>``."""
@@ -219,7 +236,7 @@ class RunFolder:
         if not self.exists or self.has_checkpoint:
             return False
         ours = {CONFIG, MODEL_CONFIG, FRONTEND, LABELS, NORMALIZATION, DISTRIBUTION, LOG, TENSORBOARD, "checkpoint",
-                SUBSET}
+                SUBSET, TEACHER_LOGITS}
         entries = list(self.path.iterdir())
         if any(e.name not in ours for e in entries) or any(
                 e.name == "checkpoint" and any(not c.name.startswith(".") for c in e.iterdir()) for e in entries):

@@ -253,16 +253,33 @@ def _start(cfg: TrainConfig, resume: bool) -> _Session:
     return session
 
 
-def _datasets(s: _Session):
-    """``(train dataset, evaluate dataset or None, steps per epoch)``, sharded when distributed."""
+def _run_teacher(s: _Session, targets, resume: bool):
+    """The teacher targets of a distilled run: a resumed run reads its own copy of the logits
+    (``teacher_logits.npz``, when it has one), so a teacher file changed or moved since cannot change it."""
+    saved = RunFolder(s.run_dir).teacher_logits() if targets is not None and resume else None
+    if saved is None:
+        return targets
+    from keras_dssdn.distill.teacher import TeacherTargets
+
+    if s.verbose:
+        print(f"teacher: the run's copy {RunFolder(s.run_dir).file(runs.TEACHER_LOGITS)} (as the run started)")
+    return TeacherTargets(saved, s.cfg.kd_temperature, batch_size=s.run_cfg.batch_size, verbose=bool(s.verbose))
+
+
+def _datasets(s: _Session, resume: bool):
+    """``(train dataset, evaluate dataset or None, steps per epoch)``, sharded when distributed. A new distilled
+    run keeps a copy of the teacher logits it trains on in its folder."""
     from keras_dssdn.data.pipeline import make_dataset
 
     common = dataset_options(s.run_cfg, s.vocab)
+    common["teacher"] = _run_teacher(s, common["teacher"], resume)
     from keras_dssdn.data.device_augment import device_augment  # DIR / DSMN (docs/devices.md)
 
     train_ds = make_dataset(s.train_clips, training=True, augment=s.cfg.augment_config(), seed=s.cfg.seed,
                             devices=device_augment(s.cfg), **common)
     eval_ds = make_dataset(s.eval_clips, training=False, **common) if s.eval_clips is not None else None
+    if common["teacher"] is not None and not resume and s.dist.is_chief:
+        RunFolder(s.out_dir).write_teacher_logits(common["teacher"].logits)
     steps = int(train_ds.cardinality().numpy())
     if s.dist.distributed:
         train_ds = distribute.shard_by_data(train_ds)
@@ -343,7 +360,7 @@ def _train(cfg: TrainConfig, resume: bool, callbacks: Sequence[keras.callbacks.C
     if use_mixed_precision(s.cfg):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        train_ds, eval_ds, steps = _datasets(s)
+        train_ds, eval_ds, steps = _datasets(s, resume)
         model, state, initial_epoch = _model(s, resume, steps)
         if s.dist.distributed:
             _distribute_model(s, model, steps)

@@ -15,6 +15,7 @@ import pytest
 from keras_dssdn.cli.teacher import main as teacher_main
 from keras_dssdn.distill.logits import TeacherLogits
 from keras_dssdn.errors import ConfigError, TeacherLogitsError
+from keras_dssdn.runs import RunFolder
 from keras_dssdn.train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,11 +69,16 @@ class _KillAfterFirstEpoch(keras.callbacks.Callback):
 
 
 def test_student_distils_with_mixup_and_resumes(teachers, tiny_data, tmp_path):
-    _, logits = teachers
+    _, original = teachers
+    logits = tmp_path / "teacher.npz"  # the user's file, changed while the run is down
+    logits.write_bytes(original.read_bytes())
     kd = [f"teacher={logits}", "kd_temperature=2", "kd_weight=0.9", "augment.mixup_alpha=0.3", "epochs=2"]
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_data, tmp_path, "student", *kd), callbacks=[_KillAfterFirstEpoch()])
-    result = train(_cfg(tiny_data, tmp_path, "student", *kd), resume=True)
+    copy = RunFolder(tmp_path / "student").teacher_logits()  # the run keeps the logits it started with
+    np.testing.assert_array_equal(copy.logits, TeacherLogits.load(original).logits)
+    logits.write_bytes(b"overwritten: not a logits file any more")
+    result = train(_cfg(tiny_data, tmp_path, "student", *kd), resume=True)  # reads its own copy
     state = json.loads((tmp_path / "student" / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 2 and all(np.isfinite(h["loss"]) for h in state["history"])
     assert {"accuracy", "val_accuracy", "val_loss"} <= set(state["history"][-1])
