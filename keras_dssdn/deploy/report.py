@@ -195,7 +195,8 @@ def _md_qat(q: Optional[dict]) -> List[str]:
 def _md_parity_row(what: str, entry: dict) -> str:
     p, d = entry["parity"], entry["decisions"]
     return (f"| {what} | {p['values']:,} | {100 * p['equal_fraction']:.4f} % | {p['max_step']} | "
-            f"{d['segments_agreeing']} / {d['segments']} | {d['clips_agreeing']} / {d['clips']} |")
+            f"{d['segments_agreeing']} / {d['segments']} | {d['clips_agreeing']} / {d['clips']}"
+            + (f" ({d['near_tie_flips']} near-tie flips)" if d.get("near_tie_flips") else "") + " |")
 
 
 def _md_device(report: dict) -> List[str]:

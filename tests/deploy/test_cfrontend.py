@@ -89,6 +89,32 @@ def test_a_wrong_constant_fails_the_check(tmp_path):
         host_check._check_thresholds("test signals", parity, None)
 
 
+def test_only_near_tie_clips_may_change_class():
+    """A clip may take another class on the C front end only where the training front end's top two classes were
+    within TIE_STEPS output steps; a clear flip fails the check. TFLM is replaced by a table of outputs here."""
+    scale = 1.0 / 256
+    table = {  # first input value -> dequantised outputs (3 classes)
+        0: [0.500, 0.498, 0.002],  # clip 0, Python path: class 0 ahead by 0.5 steps
+        1: [0.498, 0.500, 0.002],  # clip 0, C path: class 1 ahead (a near-tie flip)
+        2: [0.900, 0.050, 0.050],  # clip 1, Python path: class 0 ahead by 217 steps
+        3: [0.050, 0.900, 0.050],  # clip 1, C path: class 1 (a clear flip)
+    }
+    decisions = host_check.MicroDecisions.__new__(host_check.MicroDecisions)
+    decisions.scale, decisions.zero_point = scale, -128
+    decisions.outputs = lambda x: np.array([table[int(v.flat[0])] for v in x], np.float32)
+    tensor = lambda v: np.full((1, 4, 4, 1), v, np.int8)  # noqa: E731 - one segment per clip
+    py = np.concatenate([tensor(0), tensor(2)])
+    near_tie_only = host_check.merge_decisions([decisions.compare(np.concatenate([tensor(1), tensor(2)]), py, 1)])
+    assert near_tie_only["clips_agreeing"] == 1 and near_tie_only["near_tie_flips"] == 1
+    assert near_tie_only["flip_margins"] == [pytest.approx(0.512, abs=0.01)]
+    parity = {"equal_fraction": 1.0, "max_step": 1}
+    host_check._check_thresholds("two clips", parity, near_tie_only)  # passes: the flip was a near-tie
+    both = host_check.merge_decisions([decisions.compare(np.concatenate([tensor(1), tensor(3)]), py, 1)])
+    assert both["clips_agreeing"] == 0 and both["near_tie_flips"] == 1
+    with pytest.raises(VerificationError, match=r"1 of 2 clips get another class .* 217\.6 or more output"):
+        host_check._check_thresholds("two clips", parity, both)
+
+
 @pytest.mark.parametrize("changes, match", [
     (dict(n_fft=1000, win_length=1000), "n_fft to be a power of two.*n_fft=1000.*n_fft=1024"),
     (dict(n_fft=2, win_length=2, n_mels=1), "power of two between 4"),
