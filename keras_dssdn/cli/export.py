@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-batch-size", type=int, default=None, help="QAT batch size (default 32)")
     p.add_argument("--qat-augment", choices=("run", "none"), default="run",
                    help="QAT data augmentation: the training run's (config.json; default) or none")
+    p.add_argument("--qat-distill", choices=("run", "none"), default="run",
+                   help="QAT targets of a distilled run: its labels mixed with its teacher's probabilities (T = 1, "
+                        "the run's kd_weight; default) or the labels alone")
     p.add_argument("--deploy", choices=("best", "ptq", "qat"), default="best",
                    help="int8 model for the device files (default: best accuracy on the evaluation set)")
     p.add_argument("--max-drop", type=float, default=None,
@@ -67,7 +70,7 @@ def settings_from_args(args: argparse.Namespace, command: str):
     from keras_dssdn.deploy.settings import ExportSettings
 
     qat_options = {k: v for k, v in (("learning_rate", args.qat_lr), ("batch_size", args.qat_batch_size),
-                                     ("augment", args.qat_augment)) if v is not None}
+                                     ("augment", args.qat_augment), ("distill", args.qat_distill)) if v is not None}
     return ExportSettings.from_options(
         data=args.data, fold=args.fold, clip_seconds=args.seconds, segment_seconds=args.segment,
         num_calibration=args.num_calibration, num_verify=args.num_verify, eval_limit=args.eval_limit,

@@ -77,10 +77,12 @@ def clip_length(prep: PreparedModel, sources: DataSources) -> float:
 
 
 def pipeline_dataset(prep: PreparedModel, clips, sources: DataSources, *, batch_size: int = 32, augment=None,
-                     seed: int = 0):
+                     seed: int = 0, teacher=None):
     """``(dataset, segments per clip)`` of ``clips`` through the training pipeline (see the module doc).
 
     ``augment`` (an AugmentConfig): shuffled and augmented like training, for QAT; soft labels with mixup.
+    ``teacher`` (with ``augment``; :class:`~keras_dssdn.distill.teacher.TeacherTargets`): ``y`` is ``(B, 2 K)``,
+    labels then teacher targets, as in distilled training.
     """
     from keras_dssdn.data.pipeline import make_dataset
 
@@ -93,7 +95,7 @@ def pipeline_dataset(prep: PreparedModel, clips, sources: DataSources, *, batch_
     if augment is None:
         ds = make_dataset(clips, prep.frontend, training=False, with_metadata=True, label_mode="int", **common)
     else:
-        ds = make_dataset(clips, prep.frontend, training=True, augment=augment, seed=seed, **common)
+        ds = make_dataset(clips, prep.frontend, training=True, augment=augment, seed=seed, teacher=teacher, **common)
     per_clip = 1 if segment is None else prep.frontend.num_samples(clip_s) // prep.frontend.num_samples(segment)
     return ds, per_clip
 
@@ -149,6 +151,7 @@ def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSource
     """
     options = dict(qat.options or {})
     choice = options.pop("augment", "run")
+    distill = options.pop("distill", "run")
     if qat.train is not None:
         return qat.train, options
     if sources.train is None:
@@ -157,10 +160,43 @@ def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSource
     options.setdefault("label_smoothing", float(run_config.get("label_smoothing") or 0.0))
     clips = sources.clips("train")
     augment = qat_augment(choice, run_config)
-    if augment is None:
+    teacher, kd_weight = qat_teacher(distill, prep)
+    if augment is None and teacher is None:
         return pipeline_dataset(prep, clips, sources)[0], options
+    if teacher is not None:
+        from keras_dssdn.data.augment import AugmentConfig
+
+        augment = augment or AugmentConfig.off()  # training=True carries the teacher targets; nothing augmented
 
     def fresh_pass(epoch: int):
-        return pipeline_dataset(prep, clips, sources, augment=augment, seed=1000 + epoch)[0]
+        ds = pipeline_dataset(prep, clips, sources, augment=augment, seed=1000 + epoch, teacher=teacher)[0]
+        return ds if teacher is None else ds.map(lambda x, y: (x, distillation_targets(y, kd_weight)))
 
     return fresh_pass, options
+
+
+def qat_teacher(choice, prep: PreparedModel) -> Tuple[object, float]:
+    """``(TeacherTargets at T = 1 or None, kd_weight)`` for QAT: with ``choice="run"`` (the default) a model from
+    a distilled run is fine-tuned towards the teacher too, from the run's copy of its teacher logits
+    (``teacher_logits.npz``; else the teacher its config names); ``"none"``: labels only."""
+    if choice not in ("run", "none", None):
+        raise ConfigError(f"QAT distill must be 'run' or 'none', got {choice!r}.")
+    run_config = prep.run_config or {}
+    if choice in ("none", None) or not run_config.get("teacher"):
+        return None, 0.0
+    from keras_dssdn.distill.teacher import TeacherTargets
+    from keras_dssdn.runs import find_run
+
+    run = find_run(prep.source) if prep.source and prep.source != "<in memory>" else None
+    logits = run.teacher_logits() if run is not None else None
+    return TeacherTargets(logits if logits is not None else run_config["teacher"], 1.0), float(run_config["kd_weight"])
+
+
+def distillation_targets(y, kd_weight: float):
+    """QAT's targets from distilled training's ``y`` ``(B, 2 K)`` (labels, teacher probabilities at T = 1):
+    ``(1 - kd_weight) * labels + kd_weight * teacher`` ``(B, K)``. QAT minimises cross-entropy to these, which is
+    the distillation loss at T = 1 (the KL term up to the teacher's entropy, a constant)."""
+    import tensorflow as tf
+
+    k = tf.shape(y)[-1] // 2
+    return (1.0 - kd_weight) * y[:, :k] + kd_weight * y[:, k:]

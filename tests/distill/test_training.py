@@ -132,3 +132,30 @@ def test_a_search_passes_the_teacher_to_its_trials(teachers, tiny_data, tmp_path
     result = run_search(settings)
     assert result.best is not None
     assert result.tuner.hypermodel.data.train.element_spec[1].shape[-1] == 6
+
+
+def test_qat_of_a_distilled_run_distils_too(teachers, tiny_data, tmp_path):
+    """QAT fine-tunes a distilled run's model towards (1 - w) x labels + w x teacher probabilities (T = 1), from the
+    run's copy of its teacher logits; ``distill="none"`` gives the labels alone."""
+    from keras_dssdn.deploy.data import qat_training_data, resolve_sources
+    from keras_dssdn.deploy.prepare import prepare_model
+    from keras_dssdn.deploy.settings import DataSettings, QATSettings
+    from keras_dssdn.distill.logits import softened
+
+    _, logits = teachers
+    train(_cfg(tiny_data, tmp_path, "student", f"teacher={logits}", "kd_weight=0.75", "epochs=1"))
+    prep, sources = resolve_sources(prepare_model(str(tmp_path / "student")),
+                                    DataSettings(data=str(tiny_data), clip_seconds=2.0))
+    tl = TeacherLogits.load(tmp_path / "student" / "teacher_logits.npz")
+    onehot = np.eye(len(tl.class_names))[[tl.class_names.index(l) for l in tl.labels]]
+    expected = (0.25 * onehot[:, None] + 0.75 * softened(tl.logits, 1.0)).reshape(-1, len(tl.class_names))
+    data, _ = qat_training_data(prep, QATSettings(epochs=1), sources)
+    ys = np.concatenate([y.numpy() for _, y in data(0)])
+    assert ys.shape == expected.shape  # every (clip, segment) once per epoch
+    nearest = np.abs(ys[:, None, :] - expected[None]).max(axis=-1).min(axis=1)
+    assert nearest.max() < 1e-5  # each target is one clip-segment's mix of its label and its teacher
+    plain, _ = qat_training_data(prep, QATSettings(epochs=1, options={"distill": "none"}), sources)
+    y_plain = np.concatenate([np.asarray(b[1]) for b in plain])
+    assert set(np.unique(y_plain)) <= set(range(len(tl.class_names)))  # class ids: labels only
+    with pytest.raises(ConfigError, match="QAT distill must be 'run' or 'none'"):
+        qat_training_data(prep, QATSettings(epochs=1, options={"distill": "yes"}), sources)
