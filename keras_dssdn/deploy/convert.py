@@ -84,10 +84,14 @@ def quantisation_aware(prep: PreparedModel, calibration: Calibration, qat: QATSe
     :func:`keras_dssdn.deploy.data.qat_training_data`."""
     from keras_dssdn.deploy.qat import run_qat
 
-    train, options = qat_training_data(prep, qat, sources)
+    train, options, distilled = qat_training_data(prep, qat, sources)
+    if distilled:
+        log(f"  QAT distils: targets (1 - {distilled['kd_weight']:g}) x labels + {distilled['kd_weight']:g} x teacher "
+            f"probabilities (T = 1) from {distilled['teacher']}")
     check_x = calibration.examples[spread(len(calibration.examples), QAT_CHECK_INPUTS)]
-    return run_qat(prep.core, train, calibration=calibration.examples, check_inputs=check_x, epochs=qat.epochs,
-                   log=log, **options)
+    flatbuffer, report = run_qat(prep.core, train, calibration=calibration.examples, check_inputs=check_x,
+                                 epochs=qat.epochs, log=log, **options)
+    return flatbuffer, {**report, "distilled": distilled}
 
 
 def convert(prep: PreparedModel, calibration: Calibration, qat: QATSettings, sources: DataSources,

@@ -142,8 +142,8 @@ def qat_augment(choice, run_config: Optional[dict]):
     return choice if choice.any else None
 
 
-def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSources) -> Tuple[object, dict]:
-    """``(training data, run_qat options)`` for quantisation-aware training.
+def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSources) -> Tuple[object, dict, Optional[dict]]:
+    """``(training data, run_qat options, distillation record or None)`` for quantisation-aware training.
 
     ``qat.train`` when given; else the train split, with the run's augmentation
     (a freshly augmented pass per epoch: ``epoch -> dataset``) and label
@@ -153,7 +153,7 @@ def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSource
     choice = options.pop("augment", "run")
     distill = options.pop("distill", "run")
     if qat.train is not None:
-        return qat.train, options
+        return qat.train, options, None
     if sources.train is None:
         raise ExportError("QAT needs training data: pass data= (a DCASE folder) or qat_train=(x, y).")
     run_config = prep.run_config or {}
@@ -162,7 +162,7 @@ def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSource
     augment = qat_augment(choice, run_config)
     teacher, kd_weight = qat_teacher(distill, prep)
     if augment is None and teacher is None:
-        return pipeline_dataset(prep, clips, sources)[0], options
+        return pipeline_dataset(prep, clips, sources)[0], options, None
     if teacher is not None:
         from keras_dssdn.data.augment import AugmentConfig
 
@@ -172,7 +172,9 @@ def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSource
         ds = pipeline_dataset(prep, clips, sources, augment=augment, seed=1000 + epoch, teacher=teacher)[0]
         return ds if teacher is None else ds.map(lambda x, y: (x, distillation_targets(y, kd_weight)))
 
-    return fresh_pass, options
+    record = None if teacher is None else {"kd_weight": kd_weight, "temperature": 1.0, "teacher": str(
+        teacher.source.source if hasattr(teacher.source, "source") else teacher.source)}
+    return fresh_pass, options, record
 
 
 def qat_teacher(choice, prep: PreparedModel) -> Tuple[object, float]:

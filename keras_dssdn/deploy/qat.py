@@ -140,7 +140,7 @@ def run_qat(model, train, *, calibration: np.ndarray, check_inputs: np.ndarray, 
         _write_check(work, spec, weights, check_inputs, check_outputs)
         _save_npy(os.path.join(work, child.CALIBRATION), np.asarray(calibration, np.float32))
         log(f"  QAT: mirror of {len(spec['nodes'])} tf_keras layers, {n} training examples"
-            f"{' (a fresh augmented pass per epoch)' if callable(train) else ''}, {epochs} epochs "
+            f"{' (a fresh pipeline pass per epoch)' if callable(train) else ''}, {epochs} epochs "
             f"(child process, work folder {work})")
         result = _run_child(work, timeout, log)
         with open(os.path.join(work, child.OUTPUT), "rb") as f:

@@ -189,7 +189,9 @@ def _md_qat(q: Optional[dict]) -> List[str]:
     return ["", "## Quantisation-aware training", "",
             f"- epochs {q.get('epochs')}, learning rate {q.get('learning_rate')}, examples {q.get('examples')}, "
             f"mirror max |diff| vs Keras 3 {_num(q.get('mirror_max_abs_diff'), '{:.2e}')}",
-            f"- history: {json.dumps(q.get('history'))}"]
+            f"- history: {json.dumps(q.get('history'))}"] + (
+        [f"- distilled: targets (1 - {q['distilled']['kd_weight']:g}) x labels + {q['distilled']['kd_weight']:g} x "
+         f"teacher probabilities (T = 1) from {q['distilled']['teacher']}"] if q.get("distilled") else [])
 
 
 def _md_parity_row(what: str, entry: dict) -> str:

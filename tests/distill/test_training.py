@@ -149,12 +149,14 @@ def test_qat_of_a_distilled_run_distils_too(teachers, tiny_data, tmp_path):
     tl = TeacherLogits.load(tmp_path / "student" / "teacher_logits.npz")
     onehot = np.eye(len(tl.class_names))[[tl.class_names.index(l) for l in tl.labels]]
     expected = (0.25 * onehot[:, None] + 0.75 * softened(tl.logits, 1.0)).reshape(-1, len(tl.class_names))
-    data, _ = qat_training_data(prep, QATSettings(epochs=1), sources)
+    data, _, record = qat_training_data(prep, QATSettings(epochs=1), sources)
+    assert record == {"kd_weight": 0.75, "temperature": 1.0, "teacher": str(tmp_path / "student" / "teacher_logits.npz")}
     ys = np.concatenate([y.numpy() for _, y in data(0)])
     assert ys.shape == expected.shape  # every (clip, segment) once per epoch
     nearest = np.abs(ys[:, None, :] - expected[None]).max(axis=-1).min(axis=1)
     assert nearest.max() < 1e-5  # each target is one clip-segment's mix of its label and its teacher
-    plain, _ = qat_training_data(prep, QATSettings(epochs=1, options={"distill": "none"}), sources)
+    plain, _, record = qat_training_data(prep, QATSettings(epochs=1, options={"distill": "none"}), sources)
+    assert record is None
     y_plain = np.concatenate([np.asarray(b[1]) for b in plain])
     assert set(np.unique(y_plain)) <= set(range(len(tl.class_names)))  # class ids: labels only
     with pytest.raises(ConfigError, match="QAT distill must be 'run' or 'none'"):
