@@ -142,7 +142,8 @@ def qat_augment(choice, run_config: Optional[dict]):
     return choice if choice.any else None
 
 
-def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSources) -> Tuple[object, dict, Optional[dict]]:
+def qat_training_data(prep: PreparedModel, qat: QATSettings,
+                      sources: DataSources) -> Tuple[object, dict, Optional[dict]]:
     """``(training data, run_qat options, distillation record or None)`` for quantisation-aware training.
 
     ``qat.train`` when given; else the train split, with the run's augmentation
@@ -160,7 +161,7 @@ def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSource
     options.setdefault("label_smoothing", float(run_config.get("label_smoothing") or 0.0))
     clips = sources.clips("train")
     augment = qat_augment(choice, run_config)
-    teacher, kd_weight = qat_teacher(distill, prep)
+    teacher, record = qat_teacher(distill, prep)
     if augment is None and teacher is None:
         return pipeline_dataset(prep, clips, sources)[0], options, None
     if teacher is not None:
@@ -170,28 +171,28 @@ def qat_training_data(prep: PreparedModel, qat: QATSettings, sources: DataSource
 
     def fresh_pass(epoch: int):
         ds = pipeline_dataset(prep, clips, sources, augment=augment, seed=1000 + epoch, teacher=teacher)[0]
-        return ds if teacher is None else ds.map(lambda x, y: (x, distillation_targets(y, kd_weight)))
+        return ds if teacher is None else ds.map(lambda x, y: (x, distillation_targets(y, record["kd_weight"])))
 
-    record = None if teacher is None else {"kd_weight": kd_weight, "temperature": 1.0, "teacher": str(
-        teacher.source.source if hasattr(teacher.source, "source") else teacher.source)}
     return fresh_pass, options, record
 
 
-def qat_teacher(choice, prep: PreparedModel) -> Tuple[object, float]:
-    """``(TeacherTargets at T = 1 or None, kd_weight)`` for QAT: with ``choice="run"`` (the default) a model from
-    a distilled run is fine-tuned towards the teacher too, from the run's copy of its teacher logits
-    (``teacher_logits.npz``; else the teacher its config names); ``"none"``: labels only."""
+def qat_teacher(choice, prep: PreparedModel) -> Tuple[object, Optional[dict]]:
+    """``(TeacherTargets at T = 1, record {"kd_weight", "temperature", "teacher"})`` for QAT, or ``(None, None)``:
+    with ``choice="run"`` (the default) a model from a distilled run is fine-tuned towards the teacher too
+    (:meth:`~keras_dssdn.distill.teacher.TeacherTargets.of_run`: the run's copy of its teacher logits, else the
+    teacher its config names); ``"none"``: labels only."""
     if choice not in ("run", "none", None):
         raise ConfigError(f"QAT distill must be 'run' or 'none', got {choice!r}.")
     run_config = prep.run_config or {}
     if choice in ("none", None) or not run_config.get("teacher"):
-        return None, 0.0
+        return None, None
     from keras_dssdn.distill.teacher import TeacherTargets
     from keras_dssdn.runs import find_run
 
     run = find_run(prep.source) if prep.source and prep.source != "<in memory>" else None
-    logits = run.teacher_logits() if run is not None else None
-    return TeacherTargets(logits if logits is not None else run_config["teacher"], 1.0), float(run_config["kd_weight"])
+    teacher = TeacherTargets.of_run(run, run_config["teacher"], 1.0)
+    return teacher, {"kd_weight": float(run_config["kd_weight"]), "temperature": 1.0,
+                     "teacher": teacher.describe_source()}
 
 
 def distillation_targets(y, kd_weight: float):

@@ -18,7 +18,8 @@ sine, full-scale and 1-LSB noise, impulses, a sweep) and, when the export has an
 clip of it through the training pipeline's loader (decode, mono, resample, crop / pad), rounded to int16.
 The check fails (:class:`~keras_dssdn.errors.VerificationError`, so no bundle is written) when fewer than
 :data:`MIN_EQUAL_FRACTION` of the values are equal, any differs by more than :data:`MAX_STEP`, or a clip's
-decision differs where it was not a near-tie (:data:`TIE_STEPS`; near-tie flips are counted in the report). Without a C compiler it is skipped, and the report says so.
+decision differs where it was not a near-tie (:data:`TIE_STEPS`; near-tie flips are counted in the report).
+Without a C compiler it is skipped, and the report says so.
 """
 
 from __future__ import annotations

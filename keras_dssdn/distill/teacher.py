@@ -216,6 +216,20 @@ class TeacherTargets:
             cls._shared[key] = cls(source, temperature, **kwargs)
         return cls._shared[key]
 
+    @classmethod
+    def of_run(cls, run, teacher, temperature: float, **kwargs) -> "TeacherTargets":
+        """The targets a trained run distils from: its own copy of its teacher logits (``teacher_logits.npz``,
+        :class:`~keras_dssdn.runs.RunFolder`) when it has one, else ``teacher`` (what its config names). Used
+        when a run is resumed and when its model is fine-tuned by QAT (:meth:`shared` for ``teacher``)."""
+        saved = run.teacher_logits() if run is not None else None
+        return cls(saved, temperature, **kwargs) if saved is not None else cls.shared(teacher, temperature, **kwargs)
+
+    def describe_source(self) -> str:
+        """Where the targets come from: a file path, or the teacher sources as given."""
+        if isinstance(self.source, TeacherLogits):
+            return self.source.source or "teacher logits in memory"
+        return str(self.source)
+
     def _resolve(self, clips, vocabulary, clip_seconds: float, segment_seconds: Optional[float]) -> TeacherLogits:
         if isinstance(self.source, TeacherLogits):
             return self.source

@@ -256,14 +256,15 @@ def _start(cfg: TrainConfig, resume: bool) -> _Session:
 def _run_teacher(s: _Session, targets, resume: bool):
     """The teacher targets of a distilled run: a resumed run reads its own copy of the logits
     (``teacher_logits.npz``, when it has one), so a teacher file changed or moved since cannot change it."""
-    saved = RunFolder(s.run_dir).teacher_logits() if targets is not None and resume else None
-    if saved is None:
+    if targets is None or not resume:
         return targets
     from keras_dssdn.distill.teacher import TeacherTargets
 
+    targets = TeacherTargets.of_run(RunFolder(s.run_dir), s.cfg.teacher, s.cfg.kd_temperature,
+                                    batch_size=s.run_cfg.batch_size, verbose=bool(s.verbose))
     if s.verbose:
-        print(f"teacher: the run's copy {RunFolder(s.run_dir).file(runs.TEACHER_LOGITS)} (as the run started)")
-    return TeacherTargets(saved, s.cfg.kd_temperature, batch_size=s.run_cfg.batch_size, verbose=bool(s.verbose))
+        print(f"teacher: {targets.describe_source()}")
+    return targets
 
 
 def _datasets(s: _Session, resume: bool):
