@@ -1,6 +1,16 @@
-"""Shared test settings: quiet TensorFlow, deterministic seeds, path to ../shared/data."""
+"""Shared test settings: quiet TensorFlow, deterministic seeds, path to ../shared/data, the test tiers.
+
+Tiers (docs/install.md, "Test tiers"):
+  python -m pytest -q tests             the default tier: every module, minutes
+  python -m pytest -q tests --runslow   also the tests marked ``@pytest.mark.slow`` (notebook from
+                                        scratch, multi-worker training, full exports, kill-resume, ...)
+  python -m pytest -q tests -m slow --runslow   the slow tier alone
+At the end pytest prints the tier's wall time and its five slowest tests (the time guard), so that
+growth shows the day it happens.
+"""
 
 import os
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -8,6 +18,40 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SLOWEST_SHOWN = 5
+_STARTED = time.monotonic()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run the tests marked slow (the slow tier; see tests/conftest.py)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of the slow tier, run only with --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow tier: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The time guard: the tier's wall time and its slowest tests (setup + call + teardown)."""
+    per_test = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) in ("setup", "call", "teardown"):
+                per_test[report.nodeid] = per_test.get(report.nodeid, 0.0) + report.duration
+    tier = "default + slow tiers" if config.getoption("--runslow") else "default tier"
+    wall = time.monotonic() - _STARTED
+    terminalreporter.write_line(f"test-time guard: {tier}, {len(per_test)} tests, {wall:.0f} s wall")
+    for nodeid, seconds in sorted(per_test.items(), key=lambda kv: -kv[1])[:SLOWEST_SHOWN]:
+        terminalreporter.write_line(f"  {seconds:7.1f} s  {nodeid}")
 
 
 @pytest.fixture(autouse=True)
