@@ -40,6 +40,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_runtest_logreport(report):
+    """With KERAS_DSSDN_TEST_TIMES=FILE, append "<seconds>\t<phase>\t<test id>" per phase as the run goes
+    (a record that survives a killed run; --durations only prints at the end)."""
+    target = os.environ.get("KERAS_DSSDN_TEST_TIMES")
+    if target:
+        with open(target, "a") as f:
+            f.write(f"{report.duration:.2f}\t{report.when}\t{report.nodeid}\n")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """The time guard: the tier's wall time and its slowest tests (setup + call + teardown)."""
     per_test = {}
