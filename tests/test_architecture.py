@@ -127,7 +127,9 @@ def test_console_scripts_point_at_mains():
         assert (REPO / Path(*module.split("."))).with_suffix(".py").is_file(), f"{name}: {module} missing"
 
 
-@pytest.mark.parametrize("name", sorted(_console_scripts()))
+# One command in the default tier (each start-up of TensorFlow costs seconds); all of them in the slow tier.
+@pytest.mark.parametrize("name", [n if n == "dssdn-train" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(_console_scripts())])
 def test_console_script_answers_help(name):
     """The installed command (the venv's bin folder, from `pip install -e .`) prints its usage and exits 0."""
     exe = Path(sys.executable).parent / name

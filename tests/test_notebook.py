@@ -29,6 +29,7 @@ def test_notebook_is_stored_executed():
     assert "TFLM int8:" in text and "best epoch" in text and "outputs go to walkthrough_output" in text
 
 
+@pytest.mark.slow
 def test_walkthrough_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_DSSDN_NOTEBOOK_WORK", str(tmp_path / "work"))
     monkeypatch.setenv("KERAS_DSSDN_NOTEBOOK_EPOCHS", "3")

@@ -27,7 +27,9 @@ from _export_helpers import (DSSDN_OPS, FE16, QUIET, check_bundle, gelu_model, l
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", ["dcase_small_1s", "dcase_mcu_1s", "middle", "large"])
+@pytest.mark.parametrize("size", [pytest.param("dcase_small_1s", marks=pytest.mark.slow), "dcase_mcu_1s",
+                                  pytest.param("middle", marks=pytest.mark.slow),
+                                  pytest.param("large", marks=pytest.mark.slow)])
 def test_export_each_size_bit_exact(tmp_path, size):
     frontend = preset_frontend(size)  # the preset's mel bands
     shape = frontend.input_shape(1.0)  # 1-s input for speed
@@ -58,6 +60,7 @@ def test_export_each_size_bit_exact(tmp_path, size):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_export_real_clips_with_front_end(tmp_path, shared_data):
     from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end, mel_filterbank
 

@@ -107,6 +107,7 @@ def test_teacher_runs_directly_and_bad_teachers_stop_before_training(teachers, t
         _cfg(tiny_data, tmp_path, "x", "kd_weight=0.9")
 
 
+@pytest.mark.slow
 def test_mirrored_two_cpu_replicas_train_with_the_teacher(teachers, tiny_data, tmp_path):
     _, logits = teachers
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -119,6 +120,7 @@ def test_mirrored_two_cpu_replicas_train_with_the_teacher(teachers, tiny_data, t
     assert record["replicas"] == 2 and (tmp_path / "mirrored" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_search_passes_the_teacher_to_its_trials(teachers, tiny_data, tmp_path):
     """The search's training config carries the teacher: trials train on 2K-wide targets with the KD loss."""
     _, logits = teachers
@@ -134,6 +136,7 @@ def test_a_search_passes_the_teacher_to_its_trials(teachers, tiny_data, tmp_path
     assert result.tuner.hypermodel.data.train.element_spec[1].shape[-1] == 6
 
 
+@pytest.mark.slow
 def test_qat_of_a_distilled_run_distils_too(teachers, tiny_data, tmp_path):
     """QAT fine-tunes a distilled run's model towards (1 - w) x labels + w x teacher probabilities (T = 1), from the
     run's copy of its teacher logits; ``distill="none"`` gives the labels alone."""

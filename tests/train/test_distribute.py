@@ -139,6 +139,7 @@ def test_synchronised_batchnorm_is_not_saved(tmp_path):
 # ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mirrored_two_cpu_replicas_match_single_device_and_resume(tiny_data, tmp_path):
     """Same seed, same batches (no shuffle / augmentation / dropout): one device with batch 6 against 2 replicas
     x batch 3 (global batch 6, lr_scaling=none, synchronised batch norm), 2 epochs of AdamW; the mirrored run is
@@ -174,6 +175,7 @@ def test_mirrored_two_cpu_replicas_match_single_device_and_resume(tiny_data, tmp
 # ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_multiworker_two_processes_one_epoch(tiny_data, tmp_path):
     configs = distribute.local_cluster(2)
     argv = [sys.executable, str(REPO / "tools" / "train.py"), "--config", "small", "--strategy", "multiworker",
@@ -211,6 +213,7 @@ def test_multiworker_two_processes_one_epoch(tiny_data, tmp_path):
 # ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_distributed_search_chief_and_two_workers(tiny_data, tmp_path):
     out = tmp_path / "search"
     args = ["bash", str(REPO / "tools" / "launch_tune.sh"), "2", "--size", "small", "--data", str(tiny_data),

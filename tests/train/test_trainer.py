@@ -113,6 +113,7 @@ def test_interrupted_run_resumes_at_next_epoch_with_identical_optimizer_state(ti
     np.testing.assert_allclose([h["learning_rate"] for h in history], expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_killed_training_process_resumes(tiny_data, tmp_path):
     """SIGKILL a real tools/train.py process after its first checkpoint, then --resume it."""
     args = [sys.executable, str(REPO / "tools" / "train.py"), "--config", "small", f"data={tiny_data}",

@@ -63,6 +63,7 @@ class _KillAtTrainBegin(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
+@pytest.mark.slow
 def test_search_end_to_end_infeasible_kill_resume_and_best_config(tiny_data, tmp_path):
     out = tmp_path / "search"
     # 4,000 params: the seeded random search draws feasible trials 0 and 1, then an over-budget trial 2
