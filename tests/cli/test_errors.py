@@ -42,17 +42,36 @@ def _float_wav(path: Path, samples: np.ndarray, rate: int = 44100) -> None:
     path.write_bytes(b"RIFF" + (len(body)).to_bytes(4, "little") + body)
 
 
-@pytest.mark.parametrize("override, named", [
+BAD_TRAIN_VALUES = [
     ("epochs=abc", "'epochs'"), ("learning_rate=abc", "'learning_rate'"), ("clip_seconds=0", "clip_seconds"),
     ("frontend.n_mels=0", "n_mels"), ("model=huge", "'huge'"), ("segment_seconds=5", "segment_seconds"),
     ("fold=7", "fold7"), ("augment.mixup_alpha=[1", "augment.mixup_alpha"),
-])
-def test_train_refuses_bad_values_before_any_work(tiny, tmp_path, override, named):
-    out = _run("dssdn-train", "--config", "small", f"data={tiny}", f"out_dir={tmp_path}", "name=run",
-               "clip_seconds=1.0", override)
-    assert out.returncode in (2, 3), (out.returncode, out.stderr)
-    assert out.stderr.startswith("error: ") and named in out.stderr, out.stderr
+]
+
+
+def _train_args(tiny, out, override):
+    return ["--config", "small", f"data={tiny}", f"out_dir={out}", "name=run", "clip_seconds=1.0", override]
+
+
+@pytest.mark.parametrize("override, named", BAD_TRAIN_VALUES)
+def test_train_refuses_bad_values_before_any_work(tiny, tmp_path, override, named, capsys):
+    """In process (dssdn-train's main, as the command calls it): the same message and status, without a
+    TensorFlow start-up per value; the installed command itself is run by the test below."""
+    from keras_dssdn.cli.train import main
+
+    status = main(_train_args(tiny, tmp_path, override))
+    err = capsys.readouterr().err
+    assert status in (2, 3), (status, err)
+    assert err.startswith("error: ") and named in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()  # no run folder left behind to block a rerun
+
+
+def test_train_command_refuses_a_bad_value_in_one_line(tiny, tmp_path):
+    """The installed dssdn-train, in its own process: one line, its exit status, no traceback, nothing written."""
+    out = _run("dssdn-train", *_train_args(tiny, tmp_path, "epochs=abc"))
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert out.stderr.startswith("error: ") and "'epochs'" in out.stderr, out.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_malformed_csv_is_named(tmp_path):
