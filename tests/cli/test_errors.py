@@ -113,8 +113,7 @@ def test_non_finite_audio_is_refused_before_training(tiny, tmp_path, capsys):
     x[100] = np.nan
     _float_wav(victim, x)
     out = _run_in_process(capsys, "dssdn-train", f"data={data}", f"out_dir={tmp_path}", "name=run", "epochs=1",
-                          "warmup_epochs=0",
-               "clip_seconds=1.0")
+                          "warmup_epochs=0", "clip_seconds=1.0")
     assert out.returncode == 3 and victim.name in out.stderr and "NaN" in out.stderr, out.stderr
     assert not (tmp_path / "run").exists()
     pred = _run_in_process(capsys, "dssdn-predict", "--model", str(tmp_path / "none.keras"), str(victim))
