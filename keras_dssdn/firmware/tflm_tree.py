@@ -464,6 +464,7 @@ class Component:
     folder: str  # relative to the TFLM root
     pin: Optional[Tuple[str, str]]
     patch: Optional[str] = None
+    optional: bool = False  # only TFLM's own make needs it (not library_sources): recorded as absent if missing
 
     def url(self, ref: str) -> str:
         return f"https://github.com/{self.repo}/archive/{ref}.zip"
@@ -485,6 +486,9 @@ COMPONENTS: Tuple[Component, ...] = (
               (f"{MAKE}/ext_libs/cmsis_download.sh", r'ZIP_PREFIX="([0-9a-f]+)"')),
     Component("cmsis_nn", "ARM-software/CMSIS-NN", f"{DOWNLOADS}/cmsis_nn",
               (f"{MAKE}/ext_libs/cmsis_nn_download.sh", r'ZIP_PREFIX_NN="([0-9a-f]+)"')),
+    # device headers (ARMCM4.h, ...) for TFLM's cortex_m_generic micro_time.cc in TFLM's own make
+    Component("cortex_dfp", "ARM-software/Cortex_DFP", f"{DOWNLOADS}/cmsis/Cortex_DFP",
+              (f"{MAKE}/ext_libs/cmsis_download.sh", r'ZIP_PREFIX="([0-9a-f]+)"\s*CMSIS_DFP_URL'), optional=True),
 )
 
 
@@ -585,15 +589,16 @@ def prepare_tree(mirrors: os.PathLike, out: os.PathLike, tflm_ref: str = TFLM_CO
 
     tflite-micro at ``tflm_ref`` goes to ``out``; each of :data:`COMPONENTS` at the commit / tag that tree's
     download scripts pin (HEAD, recorded as such, when the snapshot lacks it) to its folder under
-    :data:`DOWNLOADS`, with TFLM's patch applied; an empty ``downloads/pigweed`` keeps TFLM's own make from
-    cloning pigweed (needed by its test runner only). Writes and returns the record ``out/`` :data:`MANIFEST`.
+    :data:`DOWNLOADS`, with TFLM's patch applied (an optional one without a snapshot is recorded as absent);
+    an empty ``downloads/pigweed`` keeps TFLM's own make from cloning pigweed (needed by its test runner only).
+    Writes and returns the record ``out/`` :data:`MANIFEST`.
     Raises ConfigError when ``out`` exists and is not empty or a snapshot is missing.
     """
     mirrors, out = Path(mirrors), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not empty: give a new folder to lay the TFLM tree out in")
     snaps = {c.name: find_snapshot(mirrors, c) for c in (TFLM,) + COMPONENTS}
-    absent = [c.repo for c in (TFLM,) + COMPONENTS if snaps[c.name] is None]
+    absent = [c.repo for c in (TFLM,) + COMPONENTS if snaps[c.name] is None and not c.optional]
     if absent:
         raise ConfigError(f"no snapshot of {', '.join(absent)} in {mirrors} (looked for owner+name/repo, owner+name, "
                           f"name, name.git git repositories and name-REF archives); docs/firmware.md lists them")
@@ -610,11 +615,24 @@ def prepare_tree(mirrors: os.PathLike, out: os.PathLike, tflm_ref: str = TFLM_CO
 def _lay_out(snaps: Dict[str, Path], out: Path, tflm_ref: str) -> dict:
     record = {"tflite-micro": dict(_extract(snaps["tflite-micro"], tflm_ref, out), url=TFLM.url(tflm_ref))}
     for comp in COMPONENTS:
+        if snaps[comp.name] is None:  # an optional one (prepare_tree refused missing others)
+            record[comp.name] = _absent(out, comp)
+            continue
         ref = _pinned_ref(out, comp)
         entry = _extract(snaps[comp.name], ref, out / comp.folder)
         record[comp.name] = dict(entry, url=comp.url(ref), patch=_apply_patch(out, comp, out / comp.folder))
     (out / DOWNLOADS / "pigweed").mkdir(exist_ok=True)
     return record
+
+
+def _absent(out: Path, comp: Component) -> dict:
+    """The record of an optional component without a snapshot (its pin, if the TFLM tree names one)."""
+    try:
+        ref = _pinned_ref(out, comp)
+    except ConfigError:
+        ref = None
+    return {"pinned": ref, "commit": None, "pinned_found": False, "url": comp.url(ref) if ref else None,
+            "note": "no snapshot: absent (only TFLM's own make needs it)"}
 
 
 def _remove_partial(out: Path, made: bool) -> None:

@@ -217,7 +217,8 @@ def fake_mirrors(mirrors: Path, cmsis_nn_pin_exists: bool = True, kiss_patch: st
                 """),
             f"{m}/kissfft_download.sh": '  KISSFFT_URL="https://github.com/mborgerding/kissfft/archive/refs/tags/v130.zip"\n',
             "third_party/kissfft/kissfft.patch": kiss_patch,
-            f"{m}/ext_libs/cmsis_download.sh": f'  ZIP_PREFIX="{pins["cmsis"]}"\n  ZIP_PREFIX="c2c70a97"\n',
+            f"{m}/ext_libs/cmsis_download.sh": f'  ZIP_PREFIX="{pins["cmsis"]}"\n  CMSIS_URL="x"\n'
+                                               '  ZIP_PREFIX="c2c70a97"\n  CMSIS_DFP_URL="y"\n',
             f"{m}/ext_libs/cmsis_nn_download.sh": f'ZIP_PREFIX_NN="{nn_pin}"\n'}
     pins["tflite-micro"] = _repo(mirrors / "tensorflow+tflite-micro/repo", tflm)
     return pins
@@ -235,6 +236,7 @@ def test_prepare_lays_out_a_tree_from_local_snapshots(tmp_path):
     assert (tree.downloads / "flatbuffers/include/flatbuffers/base.h").read_text() == "a\npatched\n"
     assert (tree.downloads / "kissfft/kiss_fft.h").read_text() == "k\n"
     assert (tree.downloads / "pigweed").is_dir()
+    assert record["cortex_dfp"]["pinned"] == "c2c70a97" and record["cortex_dfp"]["commit"] is None  # no snapshot
     assert record["cmsis_nn"]["url"] == f"https://github.com/ARM-software/CMSIS-NN/archive/{pins['cmsis_nn']}.zip"
 
 
@@ -273,23 +275,16 @@ def test_prepare_refuses_a_used_folder_and_missing_snapshots(tmp_path):
 
 
 @needs_toolchain
-@pytest.mark.parametrize("kernels", tt.KERNELS)
-def test_real_tree_one_file_of_each_group_compiles(tmp_path, kernels):
-    """Flags and include folders fit the real tree: one runtime, one kernel (CMSIS-NN's conv) and one CMSIS-NN
-    file compile for Cortex-M4F."""
-    lib = tt.library_sources(tt.find_tflm_tree(TFLM_ROOT, kernels), kernels, "cortex-m4f")
-    by_name = {p.name: p for p in lib.all_sources}
-    picks = [by_name["micro_interpreter.cc"], next(p for p in lib.kernel_sources if p.name == "conv.cc")]
-    if kernels == "cmsis-nn":
-        assert picks[1].parent.name == "cmsis_nn"
-        picks.append(by_name["arm_convolve_s8.c"])
-    else:
-        assert picks[1].parent.name == "kernels"
-    for i, src in enumerate(picks):
-        tool = GXX if src.suffix == ".cc" else shutil.which("arm-none-eabi-gcc")
-        flags = lib.compile_flags("c++" if src.suffix == ".cc" else "c")
-        done = subprocess.run([tool, *flags, "-Os", "-c", str(src), "-o", str(tmp_path / f"{i}.o")],
-                              capture_output=True, text=True)
+def test_real_tree_cmsis_nn_kernel_compiles(tmp_path):
+    """Flags and include folders fit the real tree: TFLM's CMSIS-NN convolution kernel (TFLM, flatbuffers,
+    gemmlowp, ruy and CMSIS-NN headers) and CMSIS-NN's own s8 convolution compile for Cortex-M4F."""
+    lib = tt.library_sources(tt.find_tflm_tree(TFLM_ROOT, "cmsis-nn"), "cmsis-nn", "cortex-m4f")
+    conv = next(p for p in lib.kernel_sources if p.name == "conv.cc")
+    assert conv.parent.name == "cmsis_nn"
+    nn_conv = next(p for p in lib.cmsis_nn_sources if p.name == "arm_convolve_s8.c")
+    for tool, language, src in ((GXX, "c++", conv), (shutil.which("arm-none-eabi-gcc"), "c", nn_conv)):
+        done = subprocess.run([tool, *lib.compile_flags(language), lib.kernel_opt, "-c", str(src), "-o",
+                               str(tmp_path / f"{src.stem}.o")], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
 
 
