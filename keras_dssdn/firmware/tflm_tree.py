@@ -337,6 +337,9 @@ def write_library_makefile(lib: LibrarySources, build_dir: os.PathLike) -> Path:
     so a second ``make`` only recompiles what changed. Variables (``CC``, ``CXX``, ``AR``, ``ARCH_FLAGS``,
     ``EXTRA_FLAGS``) can be overridden on make's command line.
     """
+    if any(c.isspace() for c in str(lib.tree.root)):
+        raise ConfigError(f"the TFLM tree {lib.tree.root} has a space in its path, which make cannot handle: "
+                          f"move it (or link it) to a path without spaces")
     out = Path(build_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "Makefile"
@@ -555,6 +558,8 @@ def _extract_archive(snapshot: Path, dest: Path, ref: Optional[str]) -> dict:
                     target = dest / rel
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(z.read(info))
+                    if (info.external_attr >> 16) & 0o111:  # TFLM's make runs its scripts: keep them executable
+                        target.chmod(0o755)
             snapshot = snapshot.with_name(top)
     matches = bool(ref) and snapshot.name.endswith(ref.lstrip("v"))
     return {"source": str(snapshot), "pinned": ref, "commit": None, "pinned_found": matches,

@@ -259,6 +259,17 @@ def test_prepare_names_a_patch_that_does_not_apply(tmp_path):
     assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
 
 
+def test_prepare_takes_github_zip_archives(tmp_path):
+    pins = fake_mirrors(tmp_path / "mirrors")
+    repo = tmp_path / "mirrors/google+ruy/repo"
+    zipped = tmp_path / f"mirrors/ruy-{pins['ruy']}.zip"
+    _git(repo, "archive", "--format=zip", f"--prefix=ruy-{pins['ruy']}/", "-o", str(zipped), "HEAD")
+    shutil.rmtree(tmp_path / "mirrors/google+ruy")
+    record = tt.prepare_tree(tmp_path / "mirrors", tmp_path / "out", tflm_ref="HEAD")
+    assert record["ruy"]["source"].endswith(f"ruy-{pins['ruy']}") and record["ruy"]["pinned_found"]
+    assert (tmp_path / "out" / tt.DOWNLOADS / "ruy/ruy/profiler/instrumentation.h").is_file()
+
+
 def test_prepare_refuses_a_used_folder_and_missing_snapshots(tmp_path):
     (tmp_path / "out").mkdir()
     keep = _touch(tmp_path, "out/mine.txt", "user's")
