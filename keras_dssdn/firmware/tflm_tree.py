@@ -420,12 +420,14 @@ def _cmake_text(lib: LibrarySources) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BuiltLibrary:
-    """A static library :func:`build_library` made: its path, the sources, and the seconds make took."""
+    """A static library :func:`build_library` made: its path, the sources, the wall-clock seconds make took and
+    the CPU seconds (user + system) of make and the compilers."""
 
     archive: Path
     sources: LibrarySources
     seconds: float
     jobs: int
+    cpu_seconds: float = 0.0
 
 
 def build_library(lib: LibrarySources, build_dir: os.PathLike, jobs: int = 2,
@@ -441,14 +443,21 @@ def build_library(lib: LibrarySources, build_dir: os.PathLike, jobs: int = 2,
                           f"gcc-arm-none-eabi libnewlib-arm-none-eabi) to build TensorFlow Lite Micro")
     makefile = write_library_makefile(lib, build_dir)
     tools = [f"CC={toolchain_prefix}gcc", f"CXX={cxx}", f"AR={toolchain_prefix}ar"]
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _children_cpu()
     done = subprocess.run(["make", "-C", str(makefile.parent), f"-j{jobs}", *tools], capture_output=True, text=True)
-    seconds = time.monotonic() - start
+    seconds, cpu = time.monotonic() - start, _children_cpu() - cpu
     if done.returncode != 0:
         tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-6:])
         raise ExportError(f"building TensorFlow Lite Micro in {makefile.parent} failed (make exit {done.returncode}; "
                           f"run make -C {makefile.parent} to see all): {tail}")
-    return BuiltLibrary(makefile.parent / f"lib{lib.name}.a", lib, seconds, jobs)
+    return BuiltLibrary(makefile.parent / f"lib{lib.name}.a", lib, seconds, jobs, cpu)
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ------------------------------------------------------------------------------------------------ preparing
@@ -698,7 +707,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "build":
             lib = library_sources(find_tflm_tree(args.tflm, args.kernels), args.kernels, args.target)
             built = build_library(lib, args.build_dir, args.jobs)
-            print(f"{built.archive}: {len(lib.all_sources)} sources, make -j{built.jobs} {built.seconds:.1f} s")
+            print(f"{built.archive}: {len(lib.all_sources)} sources, make -j{built.jobs} {built.seconds:.1f} s wall, "
+                  f"{built.cpu_seconds:.1f} s CPU")
         else:
             print(SELECTION_RULES, end="")
         return 0

@@ -344,3 +344,24 @@ def test_library_builds_and_links_cmsis_nn_into_a_program(tmp_path, target):
     symbols = subprocess.run(["arm-none-eabi-nm", "-C", str(elf)], capture_output=True, text=True).stdout
     assert "arm_convolve_wrapper_s8" in symbols and "arm_depthwise_conv_wrapper_s8" in symbols
     assert "tflite::MicroInterpreter::Invoke()" in symbols
+
+
+@pytest.mark.skipif(not (shutil.which("cmake") and GXX), reason="needs cmake and arm-none-eabi-g++ on PATH")
+def test_cmake_file_configures_with_the_cross_compiler(tmp_path):
+    """The written CMakeLists.txt configures under a project with the Arm compilers and plans one compile per
+    source, with the group's optimisation level."""
+    tree = tt.find_tflm_tree(fake_tree(tmp_path / "tree"))
+    lib = tt.library_sources(tree, "cmsis-nn", "cortex-m4f")
+    tt.write_library_cmake(lib, tmp_path / "top/tflm")
+    _touch(tmp_path, "top/CMakeLists.txt", "cmake_minimum_required(VERSION 3.16)\nproject(probe C CXX)\n"
+                                           "add_subdirectory(tflm)\n")
+    done = subprocess.run(["cmake", "-S", str(tmp_path / "top"), "-B", str(tmp_path / "b"), "-DCMAKE_SYSTEM_NAME=Generic",
+                           "-DCMAKE_C_COMPILER=arm-none-eabi-gcc", "-DCMAKE_CXX_COMPILER=arm-none-eabi-g++",
+                           "-DCMAKE_TRY_COMPILE_TARGET_TYPE=STATIC_LIBRARY"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    plan = subprocess.run(["make", "-n", "VERBOSE=1"], cwd=tmp_path / "b", capture_output=True, text=True).stdout
+    compiles = [line for line in plan.splitlines() if " -c " in line and "arm-none-eabi-" in line]
+    assert len(compiles) == len(lib.all_sources)
+    conv = next(line for line in compiles if line.endswith("kernels/cmsis_nn/conv.cc"))
+    assert " -O2 " in conv and "-mfpu=fpv4-sp-d16" in conv and "-DTF_LITE_STATIC_MEMORY" in conv
+    assert " -Os " in next(line for line in compiles if line.endswith("micro/micro_allocator.cc"))
