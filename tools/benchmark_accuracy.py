@@ -317,6 +317,13 @@ def report_cv(args) -> int:
 
     text = cv_report(args.out, compare_pairs=args.compare, ensembles=args.ensemble, resamples=args.bootstrap)
     print(text)
+    if args.teacher_out:
+        from keras_dssdn.analysis.cv import oof_teacher
+        from keras_dssdn.cli.teacher import print_summary
+
+        logits = oof_teacher(args.out, args.teacher_rows, args.teacher_out)
+        print(f"wrote {args.teacher_out}: out-of-fold ensemble of {', '.join(args.teacher_rows)}")
+        print_summary(logits)
     return 0
 
 
@@ -387,6 +394,10 @@ def main(argv=None) -> int:
     p.add_argument("--ensemble", nargs="*", default=None, metavar="ROW",
                    help="(--folds) also tabulate the ensemble of each row's seeds (mean of probabilities); "
                         "no names: every row")
+    p.add_argument("--teacher-out", default=None, metavar="NPZ",
+                   help="(--folds) write out-of-fold ensemble teacher logits over every clip: fold k's clips scored "
+                        "by the ensemble of --teacher-rows x seeds trained on the other folds")
+    p.add_argument("--teacher-rows", nargs="+", default=[], metavar="ROW", help="rows of the --teacher-out ensemble")
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of --compare")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trained row")
     args = p.parse_args(argv)

@@ -175,3 +175,34 @@ def cv_report(out, rows: Optional[Sequence[str]] = None, compare_pairs: Sequence
     (out / "cv_results.json").write_text(json.dumps({"folds": k, "clips": len(names), "rows": summaries,
                                                      "comparisons": comparisons}, indent=2, default=str) + "\n")
     return "\n".join(text)
+
+
+def oof_teacher(out, rows: Sequence[str], path=None, seeds: Optional[Sequence[int]] = None):
+    """Out-of-fold ensemble teacher logits over every clip: for each fold ``k``, the ensemble (mean logits,
+    :meth:`~keras_dssdn.distill.logits.TeacherLogits.merged`) of the runs of ``rows`` x complete seeds that trained
+    on the other folds, scored on fold ``k``; the K parts joined (:meth:`TeacherLogits.joined`, what
+    ``dssdn-teacher join`` does) into one file keyed by the dataset's own clip paths. The rows must share one
+    segment layout (e.g. all 1-s models). Saved to ``path`` when given; returns the TeacherLogits.
+    """
+    from keras_dssdn.distill.logits import TeacherLogits
+
+    out = Path(out)
+    _, _, k = _fold_file(out)
+    members = []
+    for row in rows:
+        done = sorted(load_row(out, row)) if seeds is None else list(seeds)
+        if not done:
+            raise DataError(f"{out / row}: no seed of this row has all {k} folds done; nothing to build a teacher from.")
+        members += [(row, s) for s in done]
+    parts = []
+    for fold in range(1, k + 1):
+        files = [out / row / f"seed{s}_fold{fold}" / "oof.npz" for row, s in members]
+        absent = [str(f) for f in files if not f.is_file()]
+        if absent:
+            raise DataError(f"out-of-fold logits missing: {', '.join(absent)}; finish those runs first.")
+        logits = [TeacherLogits.load(f) for f in files]
+        parts.append(logits[0].merged(*logits[1:]) if len(logits) > 1 else logits[0])
+    joined = parts[0].joined(*parts[1:])
+    if path is not None:
+        joined.save(path)
+    return joined
