@@ -123,6 +123,17 @@ def compare(a: Dict[int, dict], b: Dict[int, dict], resamples: int = 10000, metr
             "seed_list": common}
 
 
+def seed_noise(seeds: Dict[int, dict], resamples: int = 10000) -> dict:
+    """Seed-to-seed noise of one row: ``{"std": std of pooled accuracy over seeds (ddof 1), "pairs": [paired
+    bootstrap (clips) of seed i - seed j, ...]}``; two seeds of one configuration differ by noise only."""
+    order = sorted(seeds)
+    scores = per_clip(seeds)
+    pairs = [{**paired_bootstrap(scores[i], scores[j], resamples=resamples, over="clips"),
+              "seeds_ab": [order[i], order[j]]}
+             for i in range(len(order)) for j in range(i + 1, len(order))]
+    return {"std": float(scores.mean(axis=1).std(ddof=1)), "pairs": pairs}
+
+
 def _ms(pair, scale=100.0, digits=1) -> str:
     return f"{scale * pair[0]:.{digits}f} ± {scale * pair[1]:.{digits}f}"
 
@@ -171,9 +182,17 @@ def cv_report(out, rows: Optional[Sequence[str]] = None, compare_pairs: Sequence
         comparisons.append({"a": a, "b": b, **c})
         verdict = "interval excludes zero" if excludes_zero(c) else "interval includes zero: no measured difference"
         text.append(f"- {a} - {b}: pooled accuracy {describe(c)}, seeds {c['seed_list']}; {verdict}")
+    noise = {r: seed_noise(v, resamples) for r, v in loaded.items() if len(v) > 1}
+    if noise:
+        text += ["", "Seed noise (what the instrument resolves): per row, the std of pooled accuracy over seeds, and "
+                 "the paired difference between two seeds of the same configuration (clips bootstrap, 95 %):"]
+        for r, n in noise.items():
+            pairs = "; ".join(f"seed {p['seeds_ab'][0]} - {p['seeds_ab'][1]}: {100 * p['difference']:+.1f} "
+                              f"[{100 * p['low']:+.1f}, {100 * p['high']:+.1f}]" for p in n["pairs"])
+            text.append(f"- {r}: std {100 * n['std']:.1f} points; {pairs}")
     (out / "cv_table.md").write_text("\n".join(text) + "\n")
     (out / "cv_results.json").write_text(json.dumps({"folds": k, "clips": len(names), "rows": summaries,
-                                                     "comparisons": comparisons}, indent=2, default=str) + "\n")
+                                                     "comparisons": comparisons, "seed_noise": noise}, indent=2, default=str) + "\n")
     return "\n".join(text)
 
 

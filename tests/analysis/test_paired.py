@@ -119,3 +119,14 @@ def test_incomplete_seeds_are_left_out_and_the_teacher_joins_every_clip(tmp_path
                   for r, s in (("r1", 0), ("r1", 1), ("r2", 0))]
     expected = np.mean([t.lookup(names[5], 0) for t in run_logits], axis=0)
     np.testing.assert_allclose(back.logits[i, 0], expected, rtol=1e-5)
+
+
+def test_seed_noise_pairs_every_two_seeds(tmp_path):
+    _fake_cv(tmp_path, ["r1"], [0, 1, 2])
+    rows = cv.load_row(tmp_path, "r1")
+    noise = cv.seed_noise(rows, resamples=300)
+    acc = cv.per_clip(rows).mean(axis=1)
+    assert noise["std"] == pytest.approx(np.std(acc, ddof=1))
+    assert [p["seeds_ab"] for p in noise["pairs"]] == [[0, 1], [0, 2], [1, 2]]
+    assert noise["pairs"][0]["difference"] == pytest.approx(acc[0] - acc[1])
+    assert "Seed noise" in cv.cv_report(tmp_path, resamples=300)
