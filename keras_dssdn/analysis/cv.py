@@ -143,8 +143,9 @@ def table(summaries: Dict[str, dict]) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, s in summaries.items():
         seeds = "ensemble of " + ", ".join(map(str, s["members"])) if s.get("members") else ", ".join(map(str, s["seeds"]))
-        macs = "-" if s["macs"] is None else f"{s['macs'] / 1e6:.2f} M"
-        params = "-" if s["params"] is None else f"{s['params']:,}" + (f" x {len(s['members'])}" if s.get("members") else "")
+        times = f" x {len(s['members'])}" if s.get("members") else ""  # an ensemble runs every member
+        macs = "-" if s["macs"] is None else f"{s['macs'] / 1e6:.2f} M" + times
+        params = "-" if s["params"] is None else f"{s['params']:,}" + times
         lines.append(f"| {name} | {seeds} | {_ms(s['accuracy'])} | {_ms(s['macro_class_accuracy'])} | "
                      f"{_ms(s['log_loss'], 1, 3)} | {params} | {macs} | {s['minutes']:.0f} min |")
     return "\n".join(lines)
