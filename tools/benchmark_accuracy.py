@@ -242,7 +242,12 @@ def _cv_train(name, config, overrides, seed, k, view, args):
             "verbose=2"] + ([f"epochs={args.epochs}"] if args.epochs else [])
     cfg = load_train_config(config, base + list(overrides) + list(args.overrides))
     start = time.time()
-    result = train(cfg, resume=(run / "checkpoint" / "state.json").is_file())
+    resume = (run / "checkpoint" / "state.json").is_file()
+    if not resume and run.is_dir() and any(run.iterdir()):  # killed before its first epoch ended: set aside
+        aside = run.with_name(f"{run.name}.died-{time.strftime('%Y%m%d-%H%M%S')}")
+        run.rename(aside)
+        print(f"{run}: died before its first checkpoint; moved to {aside.name} and started again", flush=True)
+    result = train(cfg, resume=resume)
     _, eval_clips, _ = training_data(cfg)
     logits = write_logits([str(run)], eval_clips, clip_seconds=cfg.clip_seconds,
                           segment_seconds=cfg.segment_seconds, batch_size=cfg.batch_size)
