@@ -26,6 +26,17 @@ ablation ``NAME=CONFIG:key=value,key=value`` (e.g.
 (``<out>/<row>/seed<k>/metrics.json``), killed ones resumed, so the command
 can be stopped and restarted. Writes ``<out>/results.json``, ``<out>/table.md``
 and ``<out>/curves.png`` (evaluate accuracy against epoch, one line per run).
+
+Cross-validation (``--folds K``, docs/accuracy.md): K location-disjoint, class-stratified folds over every
+clip of the set (``<out>/folds.csv``, :mod:`keras_dssdn.data.folds`; built once, then reused and checked);
+each (row, seed, fold) run trains on the other folds through the view ``<out>/cv_data`` and keeps its
+fold's out-of-fold logits (``<out>/<row>/seed<s>_fold<k>/oof.npz``, then ``cv.json``). The report
+(:mod:`keras_dssdn.analysis.cv`) pools every clip per (row, seed): accuracy, macro class-wise accuracy, log
+loss, mean +- std over seeds; ``--ensemble`` adds each row's ensemble of seeds, ``--compare A B`` the paired
+difference with a 95 % bootstrap interval, ``--teacher-out`` writes out-of-fold ensemble teacher logits::
+
+    python tools/benchmark_accuracy.py --data ../shared/data/tut17-dev --out runs/cv --folds 4 \\
+        --rows baselines dcase_mcu_1s --seeds 0 1 2 --ensemble --compare dcase_mcu_1s mlp
 """
 
 from __future__ import annotations
@@ -407,7 +418,11 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trained row")
     args = p.parse_args(argv)
     if args.folds is not None:
-        return run_cv(args)
+        from keras_dssdn.cli.common import run_command
+
+        if args.teacher_out and not args.teacher_rows:
+            p.error("--teacher-out needs --teacher-rows (the rows whose runs make the ensemble)")
+        return run_command(lambda: run_cv(args))
     start = time.time()
     results, cache = {}, {}
     for name, config, overrides in _expand(args.rows):
