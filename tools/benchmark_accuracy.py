@@ -26,6 +26,17 @@ ablation ``NAME=CONFIG:key=value,key=value`` (e.g.
 (``<out>/<row>/seed<k>/metrics.json``), killed ones resumed, so the command
 can be stopped and restarted. Writes ``<out>/results.json``, ``<out>/table.md``
 and ``<out>/curves.png`` (evaluate accuracy against epoch, one line per run).
+
+Cross-validation (``--folds K``, docs/accuracy.md): K location-disjoint, class-stratified folds over every
+clip of the set (``<out>/folds.csv``, :mod:`keras_dssdn.data.folds`; built once, then reused and checked);
+each (row, seed, fold) run trains on the other folds through the view ``<out>/cv_data`` and keeps its
+fold's out-of-fold logits (``<out>/<row>/seed<s>_fold<k>/oof.npz``, then ``cv.json``). The report
+(:mod:`keras_dssdn.analysis.cv`) pools every clip per (row, seed): accuracy, macro class-wise accuracy, log
+loss, mean +- std over seeds; ``--ensemble`` adds each row's ensemble of seeds, ``--compare A B`` the paired
+difference with a 95 % bootstrap interval, ``--teacher-out`` writes out-of-fold ensemble teacher logits::
+
+    python tools/benchmark_accuracy.py --data ../shared/data/tut17-dev --out runs/cv --folds 4 \\
+        --rows baselines dcase_mcu_1s --seeds 0 1 2 --ensemble --compare dcase_mcu_1s mlp
 """
 
 from __future__ import annotations
@@ -134,11 +145,13 @@ def _scores(probs, labels, names):
     return {k: m[k] for k in ("accuracy", "macro_class_accuracy", "log_loss")}
 
 
-def _baseline(name, seed, args, cache):
+def _baseline(name, seed, args, cache, write=True):
+    """One baseline run on ``args.data`` fold ``args.fold``; with ``write=False`` nothing is written and the
+    evaluate split's clip probabilities are returned under ``"probs"`` ``(clips, classes)``."""
     import keras
 
     out = Path(args.out) / name / f"seed{seed}" / "benchmark.json"
-    if out.is_file():
+    if write and out.is_file():
         return json.loads(out.read_text())
     start = time.time()
     names = _vocabulary(args).names
@@ -186,9 +199,148 @@ def _baseline(name, seed, args, cache):
     row = {"row": name, "config": name, "overrides": [], "seed": seed, **_scores(pe, ye, names),
            "train_accuracy": _scores(pt, yt, names)["accuracy"], "last_epoch_accuracy": None, "best_epoch": None, "epochs_run": None,
            "params": int(params), "macs": None, "clips": int(len(ye)), "seconds": time.time() - start, "curve": []}
+    if not write:
+        return {**row, "probs": pe}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+# ----------------------------------------------------------------------------- cross-validation runs
+
+
+def _cv_prepare(args):
+    """``(view folder, Folds)`` of ``--folds K``: the fold file ``<out>/folds.csv`` (built once, then reused and
+    checked against the dataset) and the DCASE-layout view ``<out>/cv_data`` that ``train`` reads a fold through."""
+    from keras_dssdn.data.datasets import read_dcase
+    from keras_dssdn.data.folds import ensure_folds, write_view
+
+    clips = read_dcase(args.data, split="all")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    folds = ensure_folds(out / "folds.csv", clips, args.folds, args.fold_seed, verbose=True)
+    return write_view(out / "cv_data", clips, folds), folds
+
+
+#: ``{n_mels: (log-mel (clips, n_mels, frames), labels (clips,))}`` of every clip of the view, in meta.csv order
+_ALL_CLIPS: dict = {}
+
+
+def _cv_run_dir(args, name, seed, k) -> Path:
+    return Path(args.out) / name / f"seed{seed}_fold{k}"
+
+
+def _write_oof(logits, run: Path, record: dict) -> dict:
+    """Save one run's out-of-fold logits (``oof.npz``, the teacher-logits format) and then ``cv.json`` (the run's
+    done-marker)."""
+    logits.save(run / "oof.npz")
+    (run / "cv.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _cv_train(name, config, overrides, seed, k, view, args):
+    """One (row, seed, fold) run of a training configuration: trained on the other folds, fold ``k`` scored."""
+    import keras
+
+    from keras_dssdn.analysis.complexity import profile
+    from keras_dssdn.distill.teacher import write_logits
+    from keras_dssdn.train import load_train_config, train, training_data
+
+    run = _cv_run_dir(args, name, seed, k)
+    if (run / "cv.json").is_file():
+        return json.loads((run / "cv.json").read_text())
+    base = [f"data={view}", f"fold={k}", f"seed={seed}", f"out_dir={run.parent}", f"name={run.name}",
+            "verbose=2"] + ([f"epochs={args.epochs}"] if args.epochs else [])
+    cfg = load_train_config(config, base + list(overrides) + list(args.overrides))
+    start = time.time()
+    resume = (run / "checkpoint" / "state.json").is_file()
+    if not resume and run.is_dir() and any(run.iterdir()):  # killed before its first epoch ended: set aside
+        aside = run.with_name(f"{run.name}.died-{time.strftime('%Y%m%d-%H%M%S')}")
+        run.rename(aside)
+        print(f"{run}: died before its first checkpoint; moved to {aside.name} and started again", flush=True)
+    result = train(cfg, resume=resume)
+    _, eval_clips, _ = training_data(cfg)
+    logits = write_logits([str(run)], eval_clips, clip_seconds=cfg.clip_seconds,
+                          segment_seconds=cfg.segment_seconds, batch_size=cfg.batch_size)
+    best = keras.models.load_model(run / "best.keras", compile=False)
+    net = next((layer for layer in best.layers if isinstance(layer, keras.Model)), best)
+    cx = profile(net)
+    m = result.metrics
+    history = json.loads((run / "checkpoint" / "state.json").read_text())["history"]
+    record = {"row": name, "config": config, "overrides": list(overrides) + list(args.overrides), "seed": seed,
+              "fold": k, "folds": args.folds, "accuracy": m["accuracy"],
+              "macro_class_accuracy": m["macro_class_accuracy"], "log_loss": m["log_loss"],
+              "epochs_run": m["training"]["epochs_run"], "params": int(cx.params), "macs": int(cx.macs),
+              "input_shape": list(net.input_shape[1:]), "clips": int(m["examples"]), "seconds": time.time() - start,
+              "curve": [h.get("val_accuracy") for h in history]}
+    return _write_oof(logits, run, record)
+
+
+def _cv_baseline(name, seed, k, view, args):
+    """One (baseline, seed, fold) run: :func:`_baseline` on the view's fold ``k``, its clip probabilities kept."""
+    from keras_dssdn.data.datasets import read_dcase
+    from keras_dssdn.distill.logits import TeacherLogits, clip_records
+
+    run = _cv_run_dir(args, name, seed, k)
+    if (run / "cv.json").is_file():
+        return json.loads((run / "cv.json").read_text())
+    sub = argparse.Namespace(**{**vars(args), "data": str(view), "fold": k, "out": str(run)})
+    clips = read_dcase(view, split="evaluate", fold=k)
+    train = {c.filename for c in read_dcase(view, split="train", fold=k)}
+    cache = {}
+    for n_mels in (128, 40):  # every clip decoded once per process and band count, then split by fold
+        if n_mels not in _ALL_CLIPS:
+            _ALL_CLIPS[n_mels] = _logmel_clips(argparse.Namespace(**{**vars(sub), "fold": 1}), n_mels, "all")
+        (x, y), names = _ALL_CLIPS[n_mels], read_dcase(view, split="all").clips
+        pick = lambda keep: np.array([i for i, c in enumerate(names) if keep(c.filename)])  # noqa: E731
+        it, ie = pick(lambda f: f in train), pick(lambda f: f in {c.filename for c in clips})
+        order = {c.filename: j for j, c in enumerate(names)}
+        ie = np.array([order[c.filename] for c in clips])  # the evaluate split's order
+        cache[n_mels] = ((x[it], y[it]), (x[ie], y[ie]))
+    row = _baseline(name, seed, sub, cache, write=False)
+    keys, labels, sizes = clip_records(clips)
+    probs = np.clip(np.asarray(row.pop("probs"), np.float64), 1e-7, 1.0)
+    logits = TeacherLogits(keys, np.log(probs)[:, None, :].astype(np.float32), list(_vocabulary(sub).names), 10.0,
+                           None, labels, sizes, {"name": Path(args.data).name, "split": clips.name},
+                           [{"name": f"{name}/seed{seed}_fold{k}", "source": str(run), "kind": "baseline"}],
+                           np.log(probs)[None, :, None, :].astype(np.float32))
+    run.mkdir(parents=True, exist_ok=True)
+    record = {**{key: row[key] for key in ("accuracy", "macro_class_accuracy", "log_loss", "params", "clips",
+                                            "seconds")},
+              "row": name, "config": name, "overrides": [], "seed": seed, "fold": k, "folds": args.folds,
+              "epochs_run": None, "macs": None, "input_shape": [], "curve": []}
+    return _write_oof(logits, run, record)
+
+
+def run_cv(args) -> int:
+    """Train every (row, seed, fold) of ``--folds K`` not yet done, in order; then :func:`report_cv`."""
+    view, folds = _cv_prepare(args)
+    for name, config, overrides in _expand(args.rows):
+        for seed in args.seeds:
+            for k in range(1, folds.k + 1):
+                if args.report_only:
+                    continue
+                r = (_cv_baseline(name, seed, k, view, args) if config in BASELINES
+                     else _cv_train(name, config, overrides, seed, k, view, args))
+                print(f"[{name} seed {seed} fold {k}/{folds.k}] accuracy {100 * r['accuracy']:.1f} %  log loss "
+                      f"{r['log_loss']:.3f}  ({r['seconds']:.0f} s)", flush=True)
+    return report_cv(args)
+
+
+def report_cv(args) -> int:
+    """Pooled CV table (and paired comparisons) of the runs finished under ``--out``."""
+    from keras_dssdn.analysis.cv import cv_report
+
+    text = cv_report(args.out, compare_pairs=args.compare, ensembles=args.ensemble, resamples=args.bootstrap)
+    print(text)
+    if args.teacher_out:
+        from keras_dssdn.analysis.cv import oof_teacher
+        from keras_dssdn.cli.teacher import print_summary
+
+        logits = oof_teacher(args.out, args.teacher_rows, args.teacher_out)
+        print(f"wrote {args.teacher_out}: out-of-fold ensemble of {', '.join(args.teacher_rows)}")
+        print_summary(logits)
+    return 0
 
 
 # ----------------------------------------------------------------------------- report
@@ -248,8 +400,29 @@ def main(argv=None) -> int:
     p.add_argument("--mlp-epochs", type=int, default=30)
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: tabulate the (row, seed) runs already finished under --out")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="cross-validation over every clip: K location-disjoint, class-stratified folds "
+                        "(<out>/folds.csv, built once and reused); each run trains on K-1 folds and scores the other")
+    p.add_argument("--fold-seed", type=int, default=0, help="seed of the fold assignment (--folds)")
+    p.add_argument("--compare", nargs=2, action="append", default=[], metavar=("ROW_A", "ROW_B"),
+                   help="(--folds) paired difference of pooled accuracy A - B with a 95 %% bootstrap interval; "
+                        "repeatable; a row NAME+ens is the ensemble of its seeds")
+    p.add_argument("--ensemble", nargs="*", default=None, metavar="ROW",
+                   help="(--folds) also tabulate the ensemble of each row's seeds (mean of probabilities); "
+                        "no names: every row")
+    p.add_argument("--teacher-out", default=None, metavar="NPZ",
+                   help="(--folds) write out-of-fold ensemble teacher logits over every clip: fold k's clips scored "
+                        "by the ensemble of --teacher-rows x seeds trained on the other folds")
+    p.add_argument("--teacher-rows", nargs="+", default=[], metavar="ROW", help="rows of the --teacher-out ensemble")
+    p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of --compare")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trained row")
     args = p.parse_args(argv)
+    if args.folds is not None:
+        from keras_dssdn.cli.common import run_command
+
+        if args.teacher_out and not args.teacher_rows:
+            p.error("--teacher-out needs --teacher-rows (the rows whose runs make the ensemble)")
+        return run_command(lambda: run_cv(args))
     start = time.time()
     results, cache = {}, {}
     for name, config, overrides in _expand(args.rows):

@@ -12,6 +12,7 @@
     dssdn-teacher import passt.csv --data ... --split train --segment-seconds 1 --out kd/passt.npz
     # out-of-fold: each part of the training split scored by a teacher trained on the other parts
     dssdn-teacher join kd/part0.npz kd/part1.npz kd/part2.npz --out kd/oof_train.npz
+    dssdn-teacher join kd/fold*.npz --data ../shared/data/tut17-dev --split all --out kd/oof_all.npz  # checked
 
 Then: dssdn-train --config small data=... teacher=kd/teachers_train.npz kd_temperature=2 kd_weight=0.5
 
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     join = sub.add_parser("join", help="one file from files over disjoint clips (e.g. out-of-fold parts)")
     join.add_argument("file", nargs="+")
     join.add_argument("--out", required=True, help="the .npz file to write")
+    join.add_argument("--data", default=None, help="check that the joined file covers this dataset's --split "
+                      "(e.g. --split all for out-of-fold logits over every clip); refused, naming the missing "
+                      "clips, when it does not")
+    join.add_argument("--split", default="all", help="with --data: train, evaluate or all (default all)")
+    join.add_argument("--fold", type=int, default=1)
     imp = sub.add_parser("import", help="a logits file from a CSV made elsewhere (clip,segment,<classes>)")
     imp.add_argument("csv")
     _data_options(imp)
@@ -138,6 +144,10 @@ def main(argv=None) -> int:
         if args.command == "join":
             first, *others = [TeacherLogits.load(f) for f in args.file]
             joined = first.joined(*others)
+            if args.data:
+                from keras_dssdn.data.datasets import read_clips
+
+                joined.check_covers(read_clips(args.data, split=args.split, fold=args.fold))
             joined.save(args.out)
             print(f"wrote {args.out}")
             print_summary(joined)

@@ -179,13 +179,26 @@ class TeacherLogits:
         keys, labels, sizes = clip_records(clips)
         rows = np.array([self._row.get(k, -1) for k in keys], np.int64)
         self._check_dataset(clips, keys, labels, sizes, rows)
+        self._check_coverage(clips, keys, rows)
+        return self.logits[rows]
+
+    def check_covers(self, clips) -> None:
+        """Refuse (:class:`~keras_dssdn.errors.TeacherLogitsError`) logits that lack clips of ``clips`` (a
+        ClipList, e.g. a student's training split), naming how many, which split and the first ones; also refuses
+        a file made for another dataset (same paths, other labels or audio)."""
+        keys, labels, sizes = clip_records(clips)
+        rows = np.array([self._row.get(k, -1) for k in keys], np.int64)
+        self._check_dataset(clips, keys, labels, sizes, rows)
+        self._check_coverage(clips, keys, rows)
+
+    def _check_coverage(self, clips, keys, rows) -> None:
         missing = [k for k, r in zip(keys, rows) if r < 0]
         if missing:
             raise TeacherLogitsError(
                 f"{self.source or 'The teacher logits'} lack {len(missing)} of the {len(keys)} clips of "
                 f"{clips.name or 'the training split'}: {_shown(missing)}. Write logits for this split "
-                f"(dssdn-teacher run ... --split <split>), or train on the clips the file has.")
-        return self.logits[rows]
+                f"(dssdn-teacher run ... --split <split>; out-of-fold parts: join every part), or train on the "
+                "clips the file has.")
 
     def _check_classes(self, names: List[str]) -> None:
         mine = list(self.class_names)
