@@ -43,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args):
     """``(model path, vocabulary, frontend, normalization, clip_seconds, segment_seconds)`` from the options and,
     where they are silent, from the run folder the model belongs to."""
-    import json
-
+    from keras_dssdn.fileio import read_json
     from keras_dssdn.layers.frontend import NormalizationStats
     from keras_dssdn.layers.labels import LabelVocabulary
     from keras_dssdn.params import FrontEndParams
@@ -53,15 +52,46 @@ def _settings(args):
     path = Path(args.model)
     if not path.exists():
         raise FileNotFoundError(f"Model not found: {path}")
+    bundle = _bundle_of(path)
+    if bundle is not None:  # an export bundle (or its .tflite): its frontend.json, once its manifest checks out
+        from keras_dssdn.inference.predict import read_bundle_settings
+
+        b = read_bundle_settings(bundle)
+        path = path / "model_int8.tflite" if path.is_dir() else path
+        return _bundle_settings(args, path, b)
     run = find_run(path)
     model_path = run.model_path() if path.is_dir() and run else path
     vocab = LabelVocabulary.load(args.labels) if args.labels else (run.vocabulary() if run else None)
-    frontend = (FrontEndParams.from_dict(json.loads(Path(args.frontend).read_text())) if args.frontend
+    frontend = (FrontEndParams.from_dict(read_json(args.frontend, "front-end file", "give the frontend.json of a "
+                                                   "run or bundle")) if args.frontend
                 else run.frontend() if run else None)
     stats = NormalizationStats.load(args.normalization) if args.normalization else None
     clip = args.clip_seconds or (run.clip_seconds() if run else None)
     segment = args.segment_seconds or (run.segment_seconds() if run else None)
     return model_path, vocab, frontend, stats, clip, segment
+
+
+def _bundle_of(path: Path):
+    """The export bundle folder ``path`` is, or whose ``.tflite`` it is (a folder with a manifest.json or a
+    frontend.json beside the model), else None."""
+    from keras_dssdn.deploy.manifest import MANIFEST
+
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir() or path.suffix == ".tflite":
+        if (folder / MANIFEST).is_file() or (folder / "frontend.json").is_file():
+            return folder
+    return None
+
+
+def _bundle_settings(args, model_path: Path, b):
+    """:func:`_settings` for a bundle's model: front end, normalisation and class names from its frontend.json;
+    options given here win."""
+    from keras_dssdn.layers.frontend import NormalizationStats
+    from keras_dssdn.layers.labels import LabelVocabulary
+
+    vocab = LabelVocabulary.load(args.labels) if args.labels else LabelVocabulary(b.class_names)
+    stats = NormalizationStats.load(args.normalization) if args.normalization else b.normalization
+    return model_path, vocab, b.frontend, stats, args.clip_seconds, args.segment_seconds
 
 
 def main(argv=None) -> int:

@@ -28,8 +28,9 @@ class TFLiteClassifier:
     def __init__(self, path_or_bytes, reference: bool = False, normalization=None):
         from keras_dssdn.inference.tflite import TFLiteRunner
 
-        content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, os.PathLike)) else path_or_bytes
-        self.runner = TFLiteRunner(content, reference=reference)
+        is_path = isinstance(path_or_bytes, (str, os.PathLike))
+        content = Path(path_or_bytes).read_bytes() if is_path else path_or_bytes
+        self.runner = TFLiteRunner(content, reference=reference, source=path_or_bytes if is_path else None)
         self.input_shape = tuple(int(d) for d in self.runner.input["shape"][1:])
         self.normalization = normalization
 

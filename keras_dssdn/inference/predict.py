@@ -21,7 +21,6 @@ and averages the window probabilities.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -64,27 +63,53 @@ class Predictor:
         return self.frontend.num_samples(self.window_seconds)
 
 
-def _frontend_from_json(path: Path) -> FrontEndParams:
-    d = json.loads(path.read_text())
+def _frontend_from_dict(d: dict) -> FrontEndParams:
     return FrontEndParams.from_dict({k: d[k] for k in _FRONTEND_KEYS if k in d})
 
 
+@dataclasses.dataclass(frozen=True)
+class BundleSettings:
+    """What an export bundle's ``frontend.json`` tells a reader of its ``.tflite``: the front end, the
+    normalisation the model expects (or None) and the class names."""
+
+    frontend: FrontEndParams
+    normalization: Optional[NormalizationStats]
+    class_names: List[str]
+
+
+def read_bundle_settings(folder) -> BundleSettings:
+    """:class:`BundleSettings` of the export bundle ``folder``, read only after its manifest checks out
+    (:func:`keras_dssdn.deploy.manifest.verify_bundle`: a bundle changed after export is refused)."""
+    from keras_dssdn.deploy.manifest import verify_bundle
+    from keras_dssdn.fileio import read_json
+
+    folder = Path(folder)
+    verify_bundle(folder)
+    d = read_json(folder / "frontend.json", "bundle front-end file", "re-export the bundle", ModelFileError)
+    norm = d.get("normalization")
+    stats = NormalizationStats.from_dict({**norm, "count": 0}) if norm else None
+    names = d.get("class_names")
+    if not names:
+        raise ModelFileError(f"{folder / 'frontend.json'}: no class_names; re-export the bundle.")
+    return BundleSettings(_frontend_from_dict(d), stats, list(names))
+
+
 def _tflite_predictor(path: Path) -> Predictor:
-    """A bundle's (or a loose) ``.tflite``: front end, normalisation and class names from the bundle's
-    ``frontend.json`` beside it, else from the run folder it sits in."""
+    """A bundle's ``.tflite`` (front end, normalisation and class names from the bundle's ``frontend.json``, after
+    the bundle's manifest is checked), or a loose ``.tflite`` in a run folder (the run's files)."""
+    from keras_dssdn.deploy.manifest import bundle_folder
     from keras_dssdn.inference.evaluate import TFLiteClassifier
     from keras_dssdn.runs import find_run
 
-    run = find_run(path)
-    bundle_frontend = path.parent / "frontend.json"
-    fe_json = json.loads(bundle_frontend.read_text()) if bundle_frontend.is_file() else {}
-    frontend = _frontend_from_json(bundle_frontend) if fe_json else (run.frontend() if run else DEFAULT_FRONTEND)
-    norm = fe_json.get("normalization")
-    stats = NormalizationStats.from_dict({**norm, "count": 0}) if norm else (run.normalization() if run else None)
-    names = fe_json.get("class_names") or (list(run.vocabulary().names) if run else None)
-    if not names:
-        raise ModelFileError(f"{path}: no class names (the frontend.json of an export bundle beside it, or the "
-                             "labels.json of its run folder).")
+    if bundle_folder(path) is not None or (path.parent / "frontend.json").is_file():
+        b = read_bundle_settings(path.parent)
+        frontend, stats, names = b.frontend, b.normalization, b.class_names
+    else:
+        run = find_run(path)
+        if run is None:
+            raise ModelFileError(f"{path}: no class names (the frontend.json of an export bundle beside it, or the "
+                                 "labels.json of its run folder).")
+        frontend, stats, names = run.frontend(), run.normalization(), list(run.vocabulary().names)
     model = TFLiteClassifier(path, reference=True, normalization=stats)
     return Predictor(model, frontend, list(names), int(model.input_shape[1]), str(path))
 
@@ -118,8 +143,12 @@ def _keras_predictor(path: Path) -> Predictor:
 
 def load_predictor(path) -> Predictor:
     """A :class:`Predictor` for a ``.keras`` / ``.tflite`` file, a run folder or an export bundle folder."""
+    from keras_dssdn.deploy.manifest import MANIFEST, verify_bundle
+
     path = Path(path)
     if path.is_dir():
+        if (path / MANIFEST).is_file():
+            verify_bundle(path)  # names a missing model_int8.tflite too
         for candidate in ("model_int8.tflite", "best.keras"):
             if (path / candidate).is_file():
                 return load_predictor(path / candidate)
