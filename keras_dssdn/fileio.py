@@ -159,12 +159,13 @@ def _file_above(path: Path) -> Optional[Path]:
 
 
 def check_output(out: PathLike, inputs: Iterable[Tuple[str, Optional[PathLike]]] = (), *, what: str = "--out",
-                 folder: bool = False, suffixes: Sequence[str] = REPLACEABLE_SUFFIXES) -> Path:
+                 folder: bool = False, suffixes: Sequence[str] = REPLACEABLE_SUFFIXES, replaces: bool = True) -> Path:
     """Refuse (:class:`~keras_dssdn.errors.OutputPathError`, exit status 2) an output path that would overwrite one
     of the command's own ``inputs`` (``(option, path)`` pairs; None skipped) or a folder holding one, that lies
     under a regular file, or that would replace something of another kind: a file where a ``folder`` output goes,
     a folder where a file goes, an existing file whose suffix is not in ``suffixes``. Messages name the path the
-    user gave. Returns ``Path(out)``."""
+    user gave. ``replaces=False``: a folder output that is written into, not replaced whole, may hold an input
+    (only being one is refused). Returns ``Path(out)``."""
     from keras_dssdn.errors import OutputPathError
 
     given = Path(out)
@@ -173,7 +174,7 @@ def check_output(out: PathLike, inputs: Iterable[Tuple[str, Optional[PathLike]]]
         if not isinstance(p, (str, os.PathLike)):
             continue
         source = Path(p).resolve()
-        if target == source or target in source.parents:
+        if target == source or (replaces and target in source.parents):
             verb = "is" if target == source else "holds"
             raise OutputPathError(f"{what} {out} {verb} the input {option} {p}; writing there would overwrite what "
                                   f"the command reads: choose another {what}.")

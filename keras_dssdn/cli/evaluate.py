@@ -103,6 +103,11 @@ def main(argv=None) -> int:
         from keras_dssdn.inference.evaluate import evaluate_model, load_classifier, write_reports
 
         model_path, vocab, frontend, stats, clip, segment = _settings(args)
+        if args.out:
+            from keras_dssdn.fileio import check_output
+
+            check_output(args.out, [("--model", args.model), ("--model's folder", Path(model_path).parent),
+                                    ("--data", args.data)], folder=True, replaces=False)
         from keras_dssdn.inference.device_models import load_device_models
         from keras_dssdn.runs import find_run
 
