@@ -159,13 +159,9 @@ def load_predictor(path) -> Predictor:
 
 
 def _windows(x: np.ndarray, size: int, hop: int):
-    """``(starts, windows (N, size), padded)`` covering ``x``; the last window ends at the end of ``x``."""
-    if len(x) <= size:
-        return np.array([0]), np.pad(x, (0, size - len(x)))[None], len(x) < size
-    starts = list(range(0, len(x) - size + 1, hop))
-    if starts[-1] + size < len(x):
-        starts.append(len(x) - size)
-    return np.array(starts), np.stack([x[s:s + size] for s in starts]), False
+    """``(starts, windows (N, size), padded)`` covering ``x`` in memory (:func:`window_starts`)."""
+    starts = window_starts(len(x), size, hop)
+    return starts, np.stack([np.pad(x[s:s + size], (0, max(0, s + size - len(x)))) for s in starts]), len(x) < size
 
 
 def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list:
@@ -173,42 +169,76 @@ def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list:
     return [{"label": names[i], "probability": float(probs[i])} for i in order]
 
 
+def _whole_file(path, rate: int):
+    """A reader over the whole decoded file (FLAC, and WAV files :func:`~keras_dssdn.inference.stream.open_stream`
+    does not stream): ``(length, read(a, b))`` at ``rate``."""
+    from keras_dssdn.audio import load_waveform
+
+    x = load_waveform(str(path), sample_rate=rate, mono=True)
+    if not np.all(np.isfinite(x)):
+        raise AudioFormatError(f"{path}: {int(np.sum(~np.isfinite(x)))} samples are NaN or infinite (a corrupt float "
+                               "WAV); re-export or remove the file.")
+    return len(x), lambda a, b: np.pad(x[max(a, 0):b], (max(0, -a), max(0, b - len(x))))
+
+
+def _reader(path, rate: int):
+    """``(length, read(a, b))``: the file's mono samples at ``rate``, read block by block from disk for a WAV
+    (:mod:`keras_dssdn.inference.stream`: memory stays flat whatever the length), decoded whole otherwise."""
+    from keras_dssdn.inference.stream import open_stream
+
+    stream = open_stream(str(path), rate)
+    if stream is None:
+        return _whole_file(path, rate)
+    return stream.length, stream.read
+
+
+def window_starts(length: int, size: int, hop: int) -> np.ndarray:
+    """Start samples of the windows covering ``length`` samples; the last window ends at the end (a signal no
+    longer than one window gives one window at 0, zero-padded)."""
+    if length <= size:
+        return np.array([0])
+    starts = list(range(0, length - size + 1, hop))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return np.array(starts)
+
+
 def predict_file(predictor: Predictor, path, *, hop_seconds: Optional[float] = None, k: int = 3,
                  batch_size: int = 16, device: Optional[str] = None) -> dict:
     """Predictions for one audio file: ``{"file", "seconds", "windows": [...], "top": [...], "padded"}``.
 
-    ``device``: the recording device, choosing a fine-tuned model when the run has one (``"auto"``: the last
-    ``-`` field of the file name, TAU 2020's naming).
+    Windows are read ``batch_size`` at a time (a WAV straight from disk), so memory does not grow with the
+    file's length. ``device``: the recording device, choosing a fine-tuned model when the run has one
+    (``"auto"``: the last ``-`` field of the file name, TAU 2020's naming).
 
     Raises the decoder's error (naming the file) for unreadable audio.
     """
-    from keras_dssdn.audio import load_waveform
-
     p = predictor.frontend
-    x = load_waveform(str(path), sample_rate=p.sample_rate, mono=True)
-    if x.size == 0:
+    length, read = _reader(path, p.sample_rate)
+    if length == 0:
         raise AudioFormatError(f"{path}: the file holds no audio samples.")
-    if not np.all(np.isfinite(x)):
-        raise AudioFormatError(f"{path}: {int(np.sum(~np.isfinite(x)))} samples are NaN or infinite (a corrupt float "
-                               "WAV); re-export or remove the file.")
     size = predictor.window_samples
     hop = size if hop_seconds is None else max(1, int(round(hop_seconds * p.sample_rate)))
-    starts, wins, padded = _windows(x, size, hop)
+    starts = window_starts(length, size, hop)
     if device == "auto":
         from keras_dssdn.inference.device_models import device_from_filename
 
         device = device_from_filename(path)
     model = predictor.model_for(device)
     probs = []
-    for i in range(0, len(wins), batch_size):
-        logmel = np.asarray(log_mel_spectrogram(wins[i:i + batch_size], p))
+    for i in range(0, len(starts), batch_size):
+        block = starts[i:i + batch_size]
+        x = read(int(block[0]), int(block[-1]) + size)
+        wins = np.stack([x[s - block[0]:s - block[0] + size] for s in block])
+        logmel = np.asarray(log_mel_spectrogram(wins, p))
         probs.append(np.asarray(model.predict(logmel, verbose=0)))
     probs = np.concatenate(probs)
-    windows = [{"index": j, "start": float(s / p.sample_rate), "end": float(min(s + size, len(x)) / p.sample_rate),
+    windows = [{"index": j, "start": float(s / p.sample_rate), "end": float(min(s + size, length) / p.sample_rate),
                 "top": top_k(pr, predictor.class_names, k)} for j, (s, pr) in enumerate(zip(starts, probs))]
     mean = probs.mean(axis=0)
-    return {"file": str(path), "seconds": float(len(x) / p.sample_rate), "padded": bool(padded), "device": device,
-            "windows": windows, "top": top_k(mean, predictor.class_names, k), "probabilities": mean.tolist()}
+    return {"file": str(path), "seconds": float(length / p.sample_rate), "padded": bool(length < size),
+            "device": device, "windows": windows, "top": top_k(mean, predictor.class_names, k),
+            "probabilities": mean.tolist()}
 
 
 def audio_files(inputs: Sequence) -> List[Path]:
