@@ -72,15 +72,11 @@ def _settings(args):
 
 
 def _bundle_of(path: Path):
-    """The export bundle folder ``path`` is, or whose ``.tflite`` it is (a folder with a manifest.json or a
-    frontend.json beside the model), else None."""
-    from keras_dssdn.deploy.manifest import MANIFEST
+    """The export bundle folder ``path`` is, or whose ``.tflite`` it is, else None
+    (:func:`keras_dssdn.deploy.manifest.bundle_folder`)."""
+    from keras_dssdn.deploy.manifest import bundle_folder
 
-    folder = path if path.is_dir() else path.parent
-    if path.is_dir() or path.suffix == ".tflite":
-        if (folder / MANIFEST).is_file() or (folder / "frontend.json").is_file():
-            return folder
-    return None
+    return bundle_folder(path) if path.is_dir() or path.suffix == ".tflite" else None
 
 
 def _bundle_settings(args, model_path: Path, b):
@@ -106,7 +102,12 @@ def main(argv=None) -> int:
         if args.out:
             from keras_dssdn.fileio import check_output
 
-            check_output(args.out, [("--model", args.model), ("--model's folder", Path(model_path).parent),
+            from keras_dssdn.deploy.manifest import bundle_folder
+            from keras_dssdn.runs import find_run
+
+            run = find_run(model_path)
+            home = run.path if run else bundle_folder(model_path)  # metrics.json there would replace the run's
+            check_output(args.out, [("--model", args.model), ("--model's run or bundle folder", home),
                                     ("--data", args.data)], folder=True, replaces=False)
         from keras_dssdn.inference.device_models import load_device_models
         from keras_dssdn.runs import find_run

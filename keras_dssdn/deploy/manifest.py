@@ -85,11 +85,15 @@ def verify_bundle(path: PathLike) -> Dict[str, dict]:
 
 
 def bundle_folder(path: PathLike) -> Optional[Path]:
-    """The bundle folder ``path`` belongs to (``path`` itself, or the folder of a file in it), or None: a folder
-    is a bundle when it holds a ``manifest.json``."""
+    """The export bundle ``path`` is or is a file of (its folder), or None. A bundle is a folder with a
+    ``manifest.json``, or (a bundle whose manifest was lost, refused by :func:`verify_bundle`) one with the bundle's
+    ``frontend.json`` and ``model_int8.tflite`` that is not a training run folder (no ``config.json``)."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
-    return folder if (folder / MANIFEST).is_file() else None
+    if (folder / MANIFEST).is_file():
+        return folder
+    lost = (folder / "frontend.json").is_file() and (folder / "model_int8.tflite").is_file()
+    return folder if lost and not (folder / "config.json").is_file() else None
 
 
 def check_replaceable(folder: PathLike, what: str = "--out") -> None:

@@ -101,7 +101,7 @@ def _tflite_predictor(path: Path) -> Predictor:
     from keras_dssdn.inference.evaluate import TFLiteClassifier
     from keras_dssdn.runs import find_run
 
-    if bundle_folder(path) is not None or (path.parent / "frontend.json").is_file():
+    if bundle_folder(path) is not None:
         b = read_bundle_settings(path.parent)
         frontend, stats, names = b.frontend, b.normalization, b.class_names
     else:
