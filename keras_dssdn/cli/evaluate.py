@@ -2,8 +2,10 @@
 
     dssdn-evaluate --model runs/small --data ../shared/data/tut17-dev
     dssdn-evaluate --model runs/small/best.keras --data ../shared/data/tut17-dev --out eval/
-    dssdn-evaluate --model bundle/model_int8.tflite --labels runs/small/labels.json \\
-        --data ../shared/data/tut17-dev --out eval_int8
+    dssdn-evaluate --model bundle/ --data ../shared/data/tut17-dev --out eval_int8   # the bundle's int8 model
+
+A bundle (the folder or its model_int8.tflite) is checked against its manifest.json first and evaluated with its
+own frontend.json (front end, normalisation, class names).
 
 A model inside a run folder (the folder, its best.keras or checkpoint/last.keras) is evaluated with the run's
 own front end, clip length, segment length and class names (keras_dssdn.runs); options given here win.
@@ -23,7 +25,7 @@ from keras_dssdn.cli.common import run_command
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dssdn-evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help=".keras or .tflite file, or a run folder")
+    p.add_argument("--model", required=True, help=".keras or .tflite file, a run folder or an export bundle")
     p.add_argument("--data", required=True, help="DCASE dataset folder or path,label CSV")
     p.add_argument("--split", default="evaluate")
     p.add_argument("--fold", type=int, default=1)
@@ -82,12 +84,16 @@ def _bundle_of(path: Path):
 def _bundle_settings(args, model_path: Path, b):
     """:func:`_settings` for a bundle's model: front end, normalisation and class names from its frontend.json;
     options given here win."""
+    from keras_dssdn.fileio import read_json
     from keras_dssdn.layers.frontend import NormalizationStats
     from keras_dssdn.layers.labels import LabelVocabulary
+    from keras_dssdn.params import FrontEndParams
 
     vocab = LabelVocabulary.load(args.labels) if args.labels else LabelVocabulary(b.class_names)
     stats = NormalizationStats.load(args.normalization) if args.normalization else b.normalization
-    return model_path, vocab, b.frontend, stats, args.clip_seconds, args.segment_seconds
+    frontend = (FrontEndParams.from_dict(read_json(args.frontend, "front-end file", "give the frontend.json of a "
+                                                   "run or bundle")) if args.frontend else b.frontend)
+    return model_path, vocab, frontend, stats, args.clip_seconds, args.segment_seconds
 
 
 def main(argv=None) -> int:
@@ -100,9 +106,8 @@ def main(argv=None) -> int:
 
         model_path, vocab, frontend, stats, clip, segment = _settings(args)
         if args.out:
-            from keras_dssdn.fileio import check_output
-
             from keras_dssdn.deploy.manifest import bundle_folder
+            from keras_dssdn.fileio import check_output
             from keras_dssdn.runs import find_run
 
             run = find_run(model_path)
