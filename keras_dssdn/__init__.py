@@ -17,7 +17,7 @@ DSSDN builder, presets, sizes, baseline; ``audio/`` probe, decode, resample,
 FLAC op; ``data/`` datasets, pipeline, augmentation, synthetic data;
 ``analysis/`` budgets, complexity, metrics; ``train/``; ``tune/``;
 ``deploy/``; ``inference/``; ``cli/`` (the ``dssdn-*`` commands); and
-``params``, ``errors``, ``fileio``, ``runs`` at the top.
+``params``, ``errors``, ``fileio``, ``runs``, ``manifest`` at the top.
 """
 
 __version__ = "0.1.0"

@@ -111,7 +111,7 @@ class DamagedFileError(RunFolderError, ValueError):
 
 class BundleIntegrityError(ModelFileError):
     """An export bundle whose files differ from its ``manifest.json`` (edited, damaged, missing) or that has no
-    manifest (:func:`keras_dssdn.deploy.manifest.verify_bundle`)."""
+    manifest (:func:`keras_dssdn.manifest.verify_bundle`)."""
 
 
 class OutputPathError(ConfigError):

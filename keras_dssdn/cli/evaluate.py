@@ -75,8 +75,8 @@ def _settings(args):
 
 def _bundle_of(path: Path):
     """The export bundle folder ``path`` is, or whose ``.tflite`` it is, else None
-    (:func:`keras_dssdn.deploy.manifest.bundle_folder`)."""
-    from keras_dssdn.deploy.manifest import bundle_folder
+    (:func:`keras_dssdn.manifest.bundle_folder`)."""
+    from keras_dssdn.manifest import bundle_folder
 
     return bundle_folder(path) if path.is_dir() or path.suffix == ".tflite" else None
 
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
 
         model_path, vocab, frontend, stats, clip, segment = _settings(args)
         if args.out:
-            from keras_dssdn.deploy.manifest import bundle_folder
+            from keras_dssdn.manifest import bundle_folder
             from keras_dssdn.fileio import check_output
             from keras_dssdn.runs import find_run
 

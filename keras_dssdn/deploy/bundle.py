@@ -63,7 +63,7 @@ from keras_dssdn.deploy.convert import Conversion, convert
 from keras_dssdn.deploy.data import evaluation_set, resolve_sources
 from keras_dssdn.deploy.evaluate import accuracy_drop, choose_deployed, evaluate_models
 from keras_dssdn.deploy.frontend_constants import frontend_constants
-from keras_dssdn.deploy.manifest import MANIFEST, build_manifest
+from keras_dssdn.manifest import MANIFEST, build_manifest
 from keras_dssdn.deploy.prepare import PreparedModel, prepare_model
 from keras_dssdn.deploy.report import build_report, report_markdown
 from keras_dssdn.deploy.settings import ExportSettings
@@ -92,9 +92,9 @@ def _sha256(data: bytes) -> str:
 def check_destination(out_dir: PathLike, force: bool, inputs=()) -> Path:
     """The bundle folder as an absolute path; raises when it exists (without ``force``), is a file, lies under a
     file, is or holds one of ``inputs`` (``(option, path)`` pairs, :func:`keras_dssdn.fileio.check_output`), is
-    not a bundle the package wrote (with ``force``: :func:`keras_dssdn.deploy.manifest.check_replaceable`), or its
+    not a bundle the package wrote (with ``force``: :func:`keras_dssdn.manifest.check_replaceable`), or its
     parent folder is missing."""
-    from keras_dssdn.deploy.manifest import check_replaceable
+    from keras_dssdn.manifest import check_replaceable
     from keras_dssdn.fileio import check_output
 
     check_output(out_dir, inputs, folder=True)
@@ -330,7 +330,7 @@ CHECK_INPUTS = 16
 def check_bundle_on_disk(path: PathLike, num_inputs: int = CHECK_INPUTS, seed: int = 0,
                          log: Callable = print) -> dict:
     """Re-run a bundle's checks on its files as they are now: the manifest (sizes, SHA-256:
-    :func:`keras_dssdn.deploy.manifest.verify_bundle`), the C array == :data:`MICRO_MODEL`, and TFLM running
+    :func:`keras_dssdn.manifest.verify_bundle`), the C array == :data:`MICRO_MODEL`, and TFLM running
     :data:`MICRO_MODEL` at the report's arena == the TFLite reference kernels running ``model_int8.tflite``,
     bit for bit, on ``num_inputs`` seeded int8 inputs (uniform over -128..127, plus all zeros).
 
@@ -338,7 +338,7 @@ def check_bundle_on_disk(path: PathLike, num_inputs: int = CHECK_INPUTS, seed: i
     :class:`~keras_dssdn.errors.BundleIntegrityError` or :class:`~keras_dssdn.errors.VerificationError`.
     """
     from keras_dssdn.deploy import micro
-    from keras_dssdn.deploy.manifest import verify_bundle
+    from keras_dssdn.manifest import verify_bundle
     from keras_dssdn.errors import ModelFileError
     from keras_dssdn.fileio import read_json
 

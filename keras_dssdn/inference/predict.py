@@ -79,8 +79,8 @@ class BundleSettings:
 
 def read_bundle_settings(folder) -> BundleSettings:
     """:class:`BundleSettings` of the export bundle ``folder``, read only after its manifest checks out
-    (:func:`keras_dssdn.deploy.manifest.verify_bundle`: a bundle changed after export is refused)."""
-    from keras_dssdn.deploy.manifest import verify_bundle
+    (:func:`keras_dssdn.manifest.verify_bundle`: a bundle changed after export is refused)."""
+    from keras_dssdn.manifest import verify_bundle
     from keras_dssdn.fileio import read_json
 
     folder = Path(folder)
@@ -97,7 +97,7 @@ def read_bundle_settings(folder) -> BundleSettings:
 def _tflite_predictor(path: Path) -> Predictor:
     """A bundle's ``.tflite`` (front end, normalisation and class names from the bundle's ``frontend.json``, after
     the bundle's manifest is checked), or a loose ``.tflite`` in a run folder (the run's files)."""
-    from keras_dssdn.deploy.manifest import bundle_folder
+    from keras_dssdn.manifest import bundle_folder
     from keras_dssdn.inference.evaluate import TFLiteClassifier
     from keras_dssdn.runs import find_run
 
@@ -143,7 +143,7 @@ def _keras_predictor(path: Path) -> Predictor:
 
 def load_predictor(path) -> Predictor:
     """A :class:`Predictor` for a ``.keras`` / ``.tflite`` file, a run folder or an export bundle folder."""
-    from keras_dssdn.deploy.manifest import MANIFEST, verify_bundle
+    from keras_dssdn.manifest import MANIFEST, verify_bundle
 
     path = Path(path)
     if path.is_dir():

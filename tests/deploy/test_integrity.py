@@ -13,7 +13,7 @@ import pytest
 
 from keras_dssdn.deploy import micro
 from keras_dssdn.deploy.bundle import check_bundle_on_disk, check_destination, export_bundle
-from keras_dssdn.deploy.manifest import MANIFEST, check_replaceable, verify_bundle
+from keras_dssdn.manifest import MANIFEST, check_replaceable, verify_bundle
 from keras_dssdn.errors import BundleIntegrityError, OutputPathError, VerificationError
 
 sys.path.insert(0, str(Path(__file__).parent))

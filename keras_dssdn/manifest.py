@@ -1,5 +1,8 @@
 """``manifest.json`` of an export bundle: the one owner of its contract (written, read, checked here only).
 
+At the top of the package (like :mod:`keras_dssdn.runs` for run folders) so that inference, the CLI and the
+export all use it without inference depending on ``deploy``.
+
 The manifest maps every file of the bundle but itself (relative POSIX path, e.g. ``micro/dssdn_model_data.cc``)
 to ``{"bytes": size, "sha256": hex digest}``. :func:`keras_dssdn.deploy.bundle.write_bundle` writes it with
 :func:`build_manifest`; every reader of a bundle (``dssdn-predict``, ``dssdn-evaluate``, ``dssdn-export --check``,
