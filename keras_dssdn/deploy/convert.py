@@ -43,12 +43,15 @@ class Conversion:
 
 def _quiet_convert(converter) -> bytes:
     """``converter.convert()`` without Keras's "Saved artifact at ..." message on standard output (the
-    SavedModel's signature, ~200 ``TensorSpec(...)`` lines for a DSSDN): a conversion prints nothing itself, so
-    ``dssdn-export --quiet`` prints only its summary."""
+    SavedModel's signature, ~200 ``TensorSpec(...)`` lines for a DSSDN) or the converter's native lines and
+    warnings (:func:`keras_dssdn._tf_startup.native_output_captured`; shown if the conversion fails): a
+    conversion prints nothing itself, so ``dssdn-export --quiet`` prints only its summary."""
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    from keras_dssdn._tf_startup import native_output_captured
+
+    with native_output_captured(), contextlib.redirect_stdout(io.StringIO()):
         return converter.convert()
 
 

@@ -49,9 +49,13 @@ class TFLiteRunner:
     def _load(self, flatbuffer: bytes, reference: bool) -> None:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        from keras_dssdn._tf_startup import native_output_captured
+
         kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
-        self.interpreter = Interpreter(model_content=bytes(flatbuffer), experimental_op_resolver_type=kind)
-        self.interpreter.allocate_tensors()
+        # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line; a refused model raises, named by the caller
+        with native_output_captured(replay_on_error=False):
+            self.interpreter = Interpreter(model_content=bytes(flatbuffer), experimental_op_resolver_type=kind)
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_dtype = self.input["dtype"]
