@@ -342,12 +342,13 @@ class TeacherLogits:
         path = Path(path)
         if not path.is_file():
             raise TeacherLogitsError(f"Teacher logits file not found: {path}.")
-        from keras_dssdn.fileio import read_npz, reading
-
-        advice = "write it again with dssdn-teacher run or dssdn-teacher import"
-        arrays = read_npz(path, "teacher-logits file", advice, TeacherLogitsError)
-        with reading(path, "teacher-logits file", advice, TeacherLogitsError):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
             header = json.loads(str(arrays.pop("header")))
+        except Exception as e:  # noqa: BLE001 - any failure here means not a logits file
+            raise TeacherLogitsError(f"{path} is not a teacher-logits file ({type(e).__name__}: {str(e)[:200]}); "
+                                     "write it with dssdn-teacher run or dssdn-teacher import.") from None
         if header.get("format") != FORMAT or header.get("version") != VERSION \
                 or any(k not in arrays for k in _ARRAYS):
             raise TeacherLogitsError(f"{path}: not a {FORMAT} file of version {VERSION} (header format "

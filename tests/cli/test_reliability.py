@@ -95,7 +95,7 @@ def test_damaged_json_and_npz_files_name_the_file(tmp_path):
     npz = tmp_path / "teacher.npz"
     np.savez(npz, logits=np.zeros((2, 3)))
     npz.write_bytes(npz.read_bytes()[:40])
-    with pytest.raises(TeacherLogitsError, match="teacher.npz: damaged teacher-logits file"):
+    with pytest.raises(TeacherLogitsError, match="teacher.npz is not a teacher-logits file"):
         TeacherLogits.load(npz)
 
 
