@@ -17,7 +17,7 @@ DSSDN builder, presets, sizes, baseline; ``audio/`` probe, decode, resample,
 FLAC op; ``data/`` datasets, pipeline, augmentation, synthetic data;
 ``analysis/`` budgets, complexity, metrics; ``train/``; ``tune/``;
 ``deploy/``; ``inference/``; ``cli/`` (the ``dssdn-*`` commands); and
-``params``, ``errors``, ``fileio``, ``runs`` at the top.
+``params``, ``errors``, ``fileio``, ``runs``, ``manifest`` at the top.
 """
 
 __version__ = "0.1.0"
@@ -26,7 +26,16 @@ import importlib as _importlib
 import os as _os
 import sys as _sys
 
-if _os.path.basename(_sys.argv[0] if _sys.argv else "").startswith("dssdn-") or (_sys.argv and _sys.argv[0] == "-m"):
+def _is_command(argv0: str) -> bool:
+    """Whether the process is one of the package's commands: a ``dssdn-*`` script, ``python -m keras_dssdn...``,
+    or a wrapper in the checkout's ``tools/`` folder (``python tools/predict.py``, the form the docs use)."""
+    if _os.path.basename(argv0).startswith("dssdn-") or argv0 == "-m":
+        return True
+    tools = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "tools")
+    return bool(argv0) and _os.path.dirname(_os.path.abspath(argv0)) == tools
+
+
+if _is_command(_sys.argv[0] if _sys.argv else ""):
     # one of the package's commands is starting: keep TensorFlow's C++ start-up lines (CUDA probing, oneDNN
     # notices) off the user's terminal; a user's own TF_CPP_MIN_LOG_LEVEL wins
     from keras_dssdn._tf_startup import quiet_command_start as _quiet_command_start  # TF 2.21 ignores the

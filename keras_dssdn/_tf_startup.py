@@ -18,6 +18,7 @@ is then exactly TensorFlow's. Not POSIX (no ``fork``): the variable is only set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -110,3 +111,34 @@ def _wait(pid: int, seconds: float) -> None:
         if done:
             return
         time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def native_output_captured(replay_on_error: bool = True):
+    """Inside the block, what native code writes to file descriptors 1 and 2 (the TFLite converter's absl lines and
+    "fully_quantize: ..." notice, LiteRT's "Created TensorFlow Lite XNNPACK delegate" line) and Python warnings go
+    to a temporary file instead of the terminal; if the block raises, that output is written to stderr after all
+    (nothing that explains a failure is lost) unless ``replay_on_error`` is false (the caller's error says it all).
+    Not for code that prompts or reports progress."""
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            if not ok and replay_on_error:
+                tmp.seek(0)
+                _write_all(2, tmp.read()[-20000:])

@@ -104,6 +104,21 @@ class ModelFileError(RunFolderError, ValueError):
     """A model file that does not exist, is not a Keras / TFLite model, or cannot be loaded."""
 
 
+class DamagedFileError(RunFolderError, ValueError):
+    """A file the package reads (JSON, NPZ, a TFLite flatbuffer) that is truncated, bit-flipped or of another kind
+    (raised by :func:`keras_dssdn.fileio.reading`, naming the file and what to do)."""
+
+
+class BundleIntegrityError(ModelFileError):
+    """An export bundle whose files differ from its ``manifest.json`` (edited, damaged, missing) or that has no
+    manifest (:func:`keras_dssdn.manifest.verify_bundle`)."""
+
+
+class OutputPathError(ConfigError):
+    """An output path that would overwrite one of the command's own inputs, replace a file of another kind, or
+    replace a folder the package did not write."""
+
+
 # ---------------------------------------------------------------------------- budgets
 
 

@@ -15,7 +15,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -99,3 +99,93 @@ def atomic_folder(path: PathLike, replace: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- reading what a user gives
+
+
+@contextlib.contextmanager
+def reading(path: PathLike, kind: str, advice: str, error=None) -> Iterator[None]:
+    """The one place where a file that cannot be parsed becomes a user's error: any exception inside the block
+    (a JSON syntax error, a bad zip, a flatbuffer the interpreter refuses, a failed tensor allocation...) is
+    raised again as one ``error`` (default :class:`~keras_dssdn.errors.DamagedFileError`, exit status 4) saying
+    ``"<path>: damaged <kind> (<why>); <advice>."``. A missing file (``FileNotFoundError``, exit 2) and the
+    package's own errors pass unchanged.
+
+    ``kind``: what the file should be (``"TFLite model"``); ``advice``: what to do (``"re-export it"``).
+    """
+    from keras_dssdn.errors import DamagedFileError, DSSDNError
+
+    try:
+        yield
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, DSSDNError, KeyboardInterrupt,
+            MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the parser raises, the file is damaged
+        why = (str(e).strip().splitlines() or [""])[0][:160]
+        why = f"{type(e).__name__}: {why}" if why else type(e).__name__
+        raise (error or DamagedFileError)(f"{path}: damaged {kind} ({why}); {advice}.") from None
+
+
+def read_json(path: PathLike, kind: str = "JSON file", advice: str = "restore it or write it again", error=None):
+    """The value of the JSON file ``path`` (UTF-8), through :func:`reading`."""
+    with reading(path, kind, advice, error):
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_npz(path: PathLike, kind: str = "NPZ file", advice: str = "restore it or write it again",
+             error=None) -> dict:
+    """``{name: array}`` of the NumPy ``.npz`` archive ``path`` (read whole, no pickles), through :func:`reading`."""
+    import numpy as np
+
+    with reading(path, kind, advice, error):
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+
+# ---------------------------------------------------------------------------- where a command may write
+
+#: Suffixes of the files a command's output may replace when they already exist (reports, tables, logits...);
+#: anything else (audio, models, code) is a file of another kind that an output never replaces.
+REPLACEABLE_SUFFIXES = ("", ".json", ".csv", ".tsv", ".txt", ".md", ".log", ".out")
+
+
+def _file_above(path: Path) -> Optional[Path]:
+    """The first existing regular file among ``path``'s parents (a path "under a file"), or None."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def check_output(out: PathLike, inputs: Iterable[Tuple[str, Optional[PathLike]]] = (), *, what: str = "--out",
+                 folder: bool = False, suffixes: Sequence[str] = REPLACEABLE_SUFFIXES, replaces: bool = True) -> Path:
+    """Refuse (:class:`~keras_dssdn.errors.OutputPathError`, exit status 2) an output path that would overwrite one
+    of the command's own ``inputs`` (``(option, path)`` pairs; None skipped) or a folder holding one, that lies
+    under a regular file, or that would replace something of another kind: a file where a ``folder`` output goes,
+    a folder where a file goes, an existing file whose suffix is not in ``suffixes``. Messages name the path the
+    user gave. ``replaces=False``: a folder output that is written into, not replaced whole, may hold an input
+    (only being one is refused). Returns ``Path(out)``."""
+    from keras_dssdn.errors import OutputPathError
+
+    given = Path(out)
+    target = given.resolve()
+    for option, p in inputs:
+        if not isinstance(p, (str, os.PathLike)):
+            continue
+        source = Path(p).resolve()
+        if target == source or (replaces and target in source.parents):
+            verb = "is" if target == source else "holds"
+            raise OutputPathError(f"{what} {out} {verb} the input {option} {p}; writing there would overwrite what "
+                                  f"the command reads: choose another {what}.")
+    above = _file_above(given.absolute())
+    if above is not None:
+        raise OutputPathError(f"{what} {out}: {above} is a file, not a folder; choose another {what}.")
+    if folder and given.exists() and not given.is_dir():
+        raise OutputPathError(f"{what} {out} is a file; {what} names a folder here: choose another.")
+    if not folder and given.is_dir():
+        raise OutputPathError(f"{what} {out} is a folder; {what} names a file here: choose another.")
+    if not folder and given.is_file() and given.suffix.lower() not in suffixes:
+        raise OutputPathError(f"{what} {out} exists and is not a file this command writes (a {given.suffix} file); "
+                              f"choose another {what}.")
+    return given

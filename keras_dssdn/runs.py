@@ -29,7 +29,6 @@ normalisation and class names reach them without the user repeating them::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -94,11 +93,9 @@ class RunFolder:
                 raise RunFolderError(f"{path} is missing: {self.path} is not a complete run folder "
                                      "(train it with dssdn-train / tools/train.py).")
             return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RunFolderError(f"{path} cannot be read ({type(e).__name__}: {e}); restore it or train the run "
-                                 "again.") from None
+        from keras_dssdn.fileio import read_json
+
+        return read_json(path, "run folder file", "restore it or train the run again", RunFolderError)
 
     def config(self) -> dict:
         """The resolved training configuration as saved (a dict of :class:`~keras_dssdn.train.config.TrainConfig`)."""

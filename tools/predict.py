@@ -1,12 +1,11 @@
 #!/usr/bin/env python
 """Classify audio files or folders: the `dssdn-predict` command (see --help)."""
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: keep its start-up lines quiet
-
-from keras_dssdn.cli.predict import main  # noqa: E402
+# No TF_CPP_MIN_LOG_LEVEL here: importing keras_dssdn from tools/ filters TensorFlow's start-up lines itself
+# (keras_dssdn._tf_startup), which a variable set here would turn off.
+from keras_dssdn.cli.predict import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    from keras_dssdn.fileio import check_output
     from keras_dssdn.params import DEFAULT_FRONTEND
+
+    inputs = [("--data", getattr(args, "data", None)), ("--responses", getattr(args, "responses", None))]
+    check_output(args.out, inputs, folder=args.command != "spectra")
 
     if args.command == "responses":
         from keras_dssdn.data.impulse import synthetic_impulse_responses, write_impulse_responses

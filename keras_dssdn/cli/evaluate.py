@@ -2,8 +2,10 @@
 
     dssdn-evaluate --model runs/small --data ../shared/data/tut17-dev
     dssdn-evaluate --model runs/small/best.keras --data ../shared/data/tut17-dev --out eval/
-    dssdn-evaluate --model bundle/model_int8.tflite --labels runs/small/labels.json \\
-        --data ../shared/data/tut17-dev --out eval_int8
+    dssdn-evaluate --model bundle/ --data ../shared/data/tut17-dev --out eval_int8   # the bundle's int8 model
+
+A bundle (the folder or its model_int8.tflite) is checked against its manifest.json first and evaluated with its
+own frontend.json (front end, normalisation, class names).
 
 A model inside a run folder (the folder, its best.keras or checkpoint/last.keras) is evaluated with the run's
 own front end, clip length, segment length and class names (keras_dssdn.runs); options given here win.
@@ -23,7 +25,7 @@ from keras_dssdn.cli.common import run_command
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dssdn-evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help=".keras or .tflite file, or a run folder")
+    p.add_argument("--model", required=True, help=".keras or .tflite file, a run folder or an export bundle")
     p.add_argument("--data", required=True, help="DCASE dataset folder or path,label CSV")
     p.add_argument("--split", default="evaluate")
     p.add_argument("--fold", type=int, default=1)
@@ -43,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args):
     """``(model path, vocabulary, frontend, normalization, clip_seconds, segment_seconds)`` from the options and,
     where they are silent, from the run folder the model belongs to."""
-    import json
-
+    from keras_dssdn.fileio import read_json
     from keras_dssdn.layers.frontend import NormalizationStats
     from keras_dssdn.layers.labels import LabelVocabulary
     from keras_dssdn.params import FrontEndParams
@@ -53,15 +54,46 @@ def _settings(args):
     path = Path(args.model)
     if not path.exists():
         raise FileNotFoundError(f"Model not found: {path}")
+    bundle = _bundle_of(path)
+    if bundle is not None:  # an export bundle (or its .tflite): its frontend.json, once its manifest checks out
+        from keras_dssdn.inference.predict import read_bundle_settings
+
+        b = read_bundle_settings(bundle)
+        path = path / "model_int8.tflite" if path.is_dir() else path
+        return _bundle_settings(args, path, b)
     run = find_run(path)
     model_path = run.model_path() if path.is_dir() and run else path
     vocab = LabelVocabulary.load(args.labels) if args.labels else (run.vocabulary() if run else None)
-    frontend = (FrontEndParams.from_dict(json.loads(Path(args.frontend).read_text())) if args.frontend
+    frontend = (FrontEndParams.from_dict(read_json(args.frontend, "front-end file", "give the frontend.json of a "
+                                                   "run or bundle")) if args.frontend
                 else run.frontend() if run else None)
     stats = NormalizationStats.load(args.normalization) if args.normalization else None
     clip = args.clip_seconds or (run.clip_seconds() if run else None)
     segment = args.segment_seconds or (run.segment_seconds() if run else None)
     return model_path, vocab, frontend, stats, clip, segment
+
+
+def _bundle_of(path: Path):
+    """The export bundle folder ``path`` is, or whose ``.tflite`` it is, else None
+    (:func:`keras_dssdn.manifest.bundle_folder`)."""
+    from keras_dssdn.manifest import bundle_folder
+
+    return bundle_folder(path) if path.is_dir() or path.suffix == ".tflite" else None
+
+
+def _bundle_settings(args, model_path: Path, b):
+    """:func:`_settings` for a bundle's model: front end, normalisation and class names from its frontend.json;
+    options given here win."""
+    from keras_dssdn.fileio import read_json
+    from keras_dssdn.layers.frontend import NormalizationStats
+    from keras_dssdn.layers.labels import LabelVocabulary
+    from keras_dssdn.params import FrontEndParams
+
+    vocab = LabelVocabulary.load(args.labels) if args.labels else LabelVocabulary(b.class_names)
+    stats = NormalizationStats.load(args.normalization) if args.normalization else b.normalization
+    frontend = (FrontEndParams.from_dict(read_json(args.frontend, "front-end file", "give the frontend.json of a "
+                                                   "run or bundle")) if args.frontend else b.frontend)
+    return model_path, vocab, frontend, stats, args.clip_seconds, args.segment_seconds
 
 
 def main(argv=None) -> int:
@@ -73,6 +105,15 @@ def main(argv=None) -> int:
         from keras_dssdn.inference.evaluate import evaluate_model, load_classifier, write_reports
 
         model_path, vocab, frontend, stats, clip, segment = _settings(args)
+        if args.out:
+            from keras_dssdn.manifest import bundle_folder
+            from keras_dssdn.fileio import check_output
+            from keras_dssdn.runs import find_run
+
+            run = find_run(model_path)
+            home = run.path if run else bundle_folder(model_path)  # metrics.json there would replace the run's
+            check_output(args.out, [("--model", args.model), ("--model's run or bundle folder", home),
+                                    ("--data", args.data)], folder=True, replaces=False)
         from keras_dssdn.inference.device_models import load_device_models
         from keras_dssdn.runs import find_run
 

@@ -2,6 +2,7 @@
 
     dssdn-export --model run/best.keras --data ../shared/data/tut17-dev --fold 1 --out bundle/
     dssdn-export --run-dir run/ --out bundle/ --qat-epochs 3     # data, fold from the run's config.json
+    dssdn-export --check bundle/     # the bundle as it is on disk: manifest (sizes, SHA-256), TFLM == reference
     python tools/export.py ... / python -m keras_dssdn.cli.export ...   # the same
 
 Library: :func:`keras_dssdn.deploy.bundle.export_bundle`; the bundle: docs/deployment.md.
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a trained .keras model (its run folder, if any, supplies the rest)")
     src.add_argument("--run-dir", help="a training run folder (best.keras, frontend.json, labels.json, config.json...)")
-    p.add_argument("--out", required=True, help="bundle folder to create (must not exist unless --force)")
+    src.add_argument("--check", metavar="BUNDLE", help="check an existing bundle as it is on disk: its files against "
+                     "manifest.json (sizes, SHA-256) and TFLM against the TFLite reference kernels; writes nothing")
+    p.add_argument("--out", help="bundle folder to create (must not exist unless --force; required unless --check)")
     p.add_argument("--data", help="DCASE dataset folder (e.g. ../shared/data/tut17-dev) or path,label CSV: train "
                                   "split -> calibration and QAT, evaluate split -> accuracy and bit-exactness inputs "
                                   "(default: the run's)")
@@ -94,15 +97,25 @@ def command_line(argv: Optional[Sequence[str]]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the export command; returns the exit status (see the module doc)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.check is None and args.out is None:
+        parser.error("the following arguments are required: --out (or --check BUNDLE)")
     command = command_line(argv)
 
     def body() -> int:
         from keras_dssdn.deploy.bundle import export_bundle
         from keras_dssdn.deploy.report import summary_line
 
-        _data_must_exist(args.data)
         log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+        if args.check is not None:
+            from keras_dssdn.deploy.bundle import check_bundle_on_disk
+
+            result = check_bundle_on_disk(args.check, log=log)
+            print(f"{args.check}: intact ({result['files']} files) and bit-exact in TFLM on {result['inputs']} "
+                  "inputs")
+            return 0
+        _data_must_exist(args.data)
         if args.per_device:  # docs/devices.md
             from keras_dssdn.deploy.devices import export_device_bundles
 

@@ -93,6 +93,10 @@ def main(argv=None) -> int:
         from keras_dssdn.fileio import write_text_atomic
         from keras_dssdn.inference.predict import load_predictor, predict_files
 
+        if args.out:
+            from keras_dssdn.fileio import check_output
+
+            check_output(args.out, [("--model", args.model)] + [("file", i) for i in args.inputs])
         predictor = load_predictor(args.model)
         results = predict_files(predictor, args.inputs, hop_seconds=args.hop, k=args.top_k, device=args.device)
         if not results:

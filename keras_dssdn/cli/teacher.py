@@ -131,12 +131,31 @@ def _import(args) -> int:
     return 0
 
 
+def _check_outputs(args) -> None:
+    """The file a subcommand writes is none of its inputs, and replaces only a file of its own kind."""
+    from keras_dssdn.fileio import check_output
+
+    inputs = [("teacher", t) for t in getattr(args, "teachers", [])] + [("file", f) for f in
+                                                                        _as_list(getattr(args, "file", None))]
+    inputs += [("--data", getattr(args, "data", None)), ("csv", getattr(args, "csv", None) if args.command == "import"
+                                                         else None)]
+    if getattr(args, "out", None):
+        check_output(args.out, inputs, suffixes=(".npz",))
+    if args.command == "export":
+        check_output(args.csv, inputs, what="csv", suffixes=(".csv", ".txt", ""))
+
+
+def _as_list(value):
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
         from keras_dssdn.distill.logits import TeacherLogits
 
+        _check_outputs(args)
         if args.command == "run":
             return _run(args)
         if args.command == "import":

@@ -89,6 +89,17 @@ def report(result) -> None:
               f"log loss {m['log_loss']:.4f}")
 
 
+def _check_out_dir(cfg) -> None:
+    """out_dir= must not lie under a regular file, be a file, or be / hold the data it trains on
+    (:func:`keras_dssdn.fileio.check_output`), named as the user gave it."""
+    from keras_dssdn.fileio import check_output
+
+    inputs = [("data=", cfg.data), ("eval_data=", getattr(cfg, "eval_data", None))]
+    check_output(cfg.out_dir, what="out_dir=", folder=True)
+    if cfg.name:
+        check_output(Path(cfg.out_dir) / cfg.name, inputs, what="out_dir=/name=", folder=True)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_keys:
@@ -100,7 +111,9 @@ def main(argv=None) -> int:
 
         if args.cpu_devices:  # before TensorFlow initialises its devices
             configure_cpu_devices(args.cpu_devices)
-        report(train(resolve_config(args), resume=args.resume))
+        cfg = resolve_config(args)
+        _check_out_dir(cfg)
+        report(train(cfg, resume=args.resume))
         return 0
 
     return run_command(body)

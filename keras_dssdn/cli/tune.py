@@ -144,7 +144,10 @@ def _tune(argv: Optional[Sequence[str]]) -> int:
     from keras_dssdn.tune import run_search
     from keras_dssdn.tune.tuner import distributed_role
 
+    from keras_dssdn.fileio import check_output
+
     settings = parse_settings(argv)
+    check_output(settings.out, [("--data", settings.data), ("--config", settings.config)], folder=True)
     result = run_search(settings)
     if distributed_role() == "worker":
         trained = list(getattr(result.tuner, "trained", []))

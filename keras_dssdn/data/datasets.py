@@ -217,10 +217,31 @@ def _parse_table(path: str, need_label: bool, root: str) -> List[Clip]:
                 where=where,
             )
         )
+    _check_label_spelling(clips)
     return clips
 
 
+def _check_label_spelling(clips: List[Clip]) -> None:
+    """:class:`MetadataError` when two labels differ only in case or surrounding whitespace (``bus`` / ``Bus ``):
+    a user means one class there, and training on both would silently add a class. Names both and their rows."""
+    first = {}
+    for c in clips:
+        if c.label is None:
+            continue
+        key = c.label.strip().casefold()
+        seen = first.setdefault(key, c)
+        if seen.label != c.label:
+            raise MetadataError(f"{c.where}: label {c.label!r} differs from {seen.label!r} ({seen.where}) only in "
+                                "case or spaces; labels are compared exactly, so this would train two classes: "
+                                "spell them the same.")
+
+
 def _check_files(clips: List[Clip], source: str, root: str, skip_missing: bool):
+    folders = [c for c in clips if os.path.isdir(c.path)]
+    if folders:
+        shown = "; ".join(f"{c.filename} ({c.where})" for c in folders[:5])
+        raise MetadataError(f"{source}: {len(folders)} listed paths are folders, not audio files: {shown}. List the "
+                            "audio files themselves.")
     missing = [c for c in clips if not os.path.isfile(c.path)]
     if not missing:
         return clips, []

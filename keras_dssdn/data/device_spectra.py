@@ -66,17 +66,17 @@ class DeviceSpectra:
     @classmethod
     def load(cls, path) -> "DeviceSpectra":
         """Read a file :meth:`save` wrote; :class:`~keras_dssdn.errors.ConfigError` naming it when it is not one."""
-        try:
+        from keras_dssdn.fileio import reading
+
+        if not Path(path).is_file():
+            raise ConfigError(f"dsmn_file={path}: no such file; make it with dssdn-devices spectra.")
+        with reading(f"dsmn_file={path}", "device-spectra file", "make it again with dssdn-devices spectra",
+                     ConfigError):
             d = json.loads(Path(path).read_text(encoding="utf-8"))
             frontend = FrontEndParams.from_dict(d["frontend"])
             devices = {k: np.asarray(v, np.float32) for k, v in d["devices"].items()}
             spectra = cls(str(d["reference"]), devices, {k: int(v) for k, v in d.get("pairs", {}).items()},
                           frontend, str(d.get("source", "")))
-        except FileNotFoundError:
-            raise ConfigError(f"dsmn_file={path}: no such file; make it with dssdn-devices spectra.") from None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ConfigError(f"dsmn_file={path}: not a device-spectra file ({type(e).__name__}: {e}); make it with "
-                              "dssdn-devices spectra.") from None
         if not devices or any(v.shape != (frontend.n_mels,) or not np.all(np.isfinite(v)) for v in devices.values()):
             raise ConfigError(f"dsmn_file={path}: every device needs {frontend.n_mels} finite values (one per mel "
                               "band); make the file again with dssdn-devices spectra.")

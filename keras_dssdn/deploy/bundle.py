@@ -63,6 +63,7 @@ from keras_dssdn.deploy.convert import Conversion, convert
 from keras_dssdn.deploy.data import evaluation_set, resolve_sources
 from keras_dssdn.deploy.evaluate import accuracy_drop, choose_deployed, evaluate_models
 from keras_dssdn.deploy.frontend_constants import frontend_constants
+from keras_dssdn.manifest import MANIFEST, build_manifest
 from keras_dssdn.deploy.prepare import PreparedModel, prepare_model
 from keras_dssdn.deploy.report import build_report, report_markdown
 from keras_dssdn.deploy.settings import ExportSettings
@@ -88,17 +89,23 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_destination(out_dir: PathLike, force: bool) -> Path:
-    """The bundle folder as an absolute path; raises when it exists (without ``force``), is a file, or its
+def check_destination(out_dir: PathLike, force: bool, inputs=()) -> Path:
+    """The bundle folder as an absolute path; raises when it exists (without ``force``), is a file, lies under a
+    file, is or holds one of ``inputs`` (``(option, path)`` pairs, :func:`keras_dssdn.fileio.check_output`), is
+    not a bundle the package wrote (with ``force``: :func:`keras_dssdn.manifest.check_replaceable`), or its
     parent folder is missing."""
+    from keras_dssdn.manifest import check_replaceable
+    from keras_dssdn.fileio import check_output
+
+    check_output(out_dir, inputs, folder=True)
     out = Path(out_dir).resolve()
     if out.exists() and not force:
         raise BundleExistsError(f"Bundle folder {out} exists; pass force=True (--force) to replace it, or choose "
                                 "another --out.")
-    if out.exists() and not out.is_dir():
-        raise BundleExistsError(f"{out} exists and is not a folder; remove it or choose another --out.")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"The parent folder of the bundle, {out.parent}, does not exist; create it first.")
+    if out.exists():
+        check_replaceable(out)
     return out
 
 
@@ -202,12 +209,8 @@ def write_bundle(out: PathLike, files: Dict[str, Union[bytes, str, dict]], repor
         _write(tmp, "report.json", report)
         _write(tmp, "report.md", report_markdown(report))
         names = sorted(files) + ["report.json", "report.md"]
-        manifest = {}
-        for name in names:
-            data = (tmp / name).read_bytes()
-            manifest[name] = {"bytes": len(data), "sha256": _sha256(data)}
-        _write(tmp, "manifest.json", manifest)
-    return names + ["manifest.json"]
+        _write(tmp, MANIFEST, build_manifest(tmp, names))
+    return names + [MANIFEST]
 
 
 # ---------------------------------------------------------------------------
@@ -287,7 +290,8 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
         raise TypeError("Pass either settings= or keyword options, not both.")
     settings = settings or ExportSettings.from_options(**options)
     started = time.time()
-    out = check_destination(out_dir, settings.force)
+    model_path = model if isinstance(model, (str, os.PathLike)) else None
+    out = check_destination(out_dir, settings.force, [("--model", model_path), ("--data", settings.data.data)])
     log(f"Exporting {_describe(model)} -> {out}")
     prep, settings = _prepare(model, settings, log)
     cfrontend.check_supported(prep.frontend, prep.frontend.num_samples(prep.segment_seconds))
@@ -313,3 +317,51 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     log(f"  bundle written: {out} ({chosen.upper()} deployed, {report['flash_bytes']:,} B flash, "
         f"{report['arena_bytes']:,} B arena) in {report['seconds']:.0f} s")
     return ExportResult(str(out), report, written)
+
+
+# ---------------------------------------------------------------------------
+# Checking a bundle as it is on disk (dssdn-export --check)
+# ---------------------------------------------------------------------------
+
+#: Seeded int8 inputs on which ``--check`` compares TFLM with the TFLite reference kernels.
+CHECK_INPUTS = 16
+
+
+def check_bundle_on_disk(path: PathLike, num_inputs: int = CHECK_INPUTS, seed: int = 0,
+                         log: Callable = print) -> dict:
+    """Re-run a bundle's checks on its files as they are now: the manifest (sizes, SHA-256:
+    :func:`keras_dssdn.manifest.verify_bundle`), the C array == :data:`MICRO_MODEL`, and TFLM running
+    :data:`MICRO_MODEL` at the report's arena == the TFLite reference kernels running ``model_int8.tflite``,
+    bit for bit, on ``num_inputs`` seeded int8 inputs (uniform over -128..127, plus all zeros).
+
+    Returns ``{"files", "inputs", "bit_exact", "arena_bytes"}``; raises
+    :class:`~keras_dssdn.errors.BundleIntegrityError` or :class:`~keras_dssdn.errors.VerificationError`.
+    """
+    from keras_dssdn.deploy import micro
+    from keras_dssdn.manifest import verify_bundle
+    from keras_dssdn.errors import ModelFileError
+    from keras_dssdn.fileio import read_json
+
+    folder = Path(path)
+    manifest = verify_bundle(folder)
+    log(f"{folder}: {len(manifest)} files match manifest.json (sizes and SHA-256)")
+    report = read_json(folder / "report.json", "bundle report", "re-export the bundle", ModelFileError)
+    device = (folder / MICRO_MODEL).read_bytes()
+    _check_written(folder, device)
+    ref = TFLiteRunner((folder / "model_int8.tflite").read_bytes(), reference=True,
+                       source=folder / "model_int8.tflite")
+    shape = [int(d) for d in ref.input["shape"][1:]]
+    rng = np.random.default_rng(seed)
+    xq = np.concatenate([np.zeros((1, *shape), np.int8),
+                         rng.integers(-128, 128, (num_inputs - 1, *shape)).astype(np.int8)])
+    expected = ref.run_raw(xq)
+    got = micro.micro_invoke(device, xq, int(report["arena_bytes"]))
+    if not np.array_equal(got, expected):
+        mismatching = int(np.sum(np.any(got != expected, axis=1)))
+        raise VerificationError(f"{folder}: TFLM running {MICRO_MODEL} differs from the TFLite reference running "
+                                f"model_int8.tflite on {mismatching} of {len(xq)} inputs; do not flash this bundle: "
+                                "re-export it.")
+    log(f"{folder}: TFLM ({MICRO_MODEL}, arena {report['arena_bytes']:,} B) == TFLite reference kernels "
+        f"(model_int8.tflite) on {len(xq)} seeded int8 inputs, bit for bit")
+    return {"files": len(manifest), "inputs": int(len(xq)), "bit_exact": True,
+            "arena_bytes": int(report["arena_bytes"])}

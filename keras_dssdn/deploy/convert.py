@@ -41,11 +41,25 @@ class Conversion:
     qat_info: Optional[dict] = None
 
 
+def _quiet_convert(converter) -> bytes:
+    """``converter.convert()`` without Keras's "Saved artifact at ..." message on standard output (the
+    SavedModel's signature, ~200 ``TensorSpec(...)`` lines for a DSSDN) or the converter's native lines and
+    warnings (:func:`keras_dssdn._tf_startup.native_output_captured`; shown if the conversion fails): a
+    conversion prints nothing itself, so ``dssdn-export --quiet`` prints only its summary."""
+    import contextlib
+    import io
+
+    from keras_dssdn._tf_startup import native_output_captured
+
+    with native_output_captured(), contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
 def convert_float(core: keras.Model) -> bytes:
     """Float32 TFLite flatbuffer of a Keras model (no optimisation)."""
     import tensorflow as tf
 
-    return tf.lite.TFLiteConverter.from_keras_model(core).convert()
+    return _quiet_convert(tf.lite.TFLiteConverter.from_keras_model(core))
 
 
 def convert_int8(core: keras.Model, representative: np.ndarray) -> bytes:
@@ -64,7 +78,7 @@ def convert_int8(core: keras.Model, representative: np.ndarray) -> bytes:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     try:
-        return converter.convert()
+        return _quiet_convert(converter)
     except Exception as e:  # noqa: BLE001
         cause = " ".join(str(e)[:2000].split())  # one line: the command line prints one error line
         raise ExportError(f"int8 conversion of {core.name} failed: {type(e).__name__}: {cause}. An operator "

@@ -426,6 +426,9 @@ def read_csv_logits(path) -> tuple:
         except ValueError:
             raise TeacherLogitsError(f"{path} line {line_no}: segment must be an integer and logits numbers, "
                                      f"got {fields[1:]}.") from None
+        if not np.all(np.isfinite(values)):
+            raise TeacherLogitsError(f"{path} line {line_no}: a logit of {fields[0]!r} is NaN or infinite "
+                                     f"({fields[len(head) - len(classes):]}); fix the row or write the logits again.")
         if seg < 0 or seg in table.setdefault(fields[0], {}):
             raise TeacherLogitsError(f"{path} line {line_no}: segment {seg} of {fields[0]!r} is negative or "
                                      "listed twice.")

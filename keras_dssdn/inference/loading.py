@@ -28,8 +28,9 @@ class TFLiteClassifier:
     def __init__(self, path_or_bytes, reference: bool = False, normalization=None):
         from keras_dssdn.inference.tflite import TFLiteRunner
 
-        content = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, os.PathLike)) else path_or_bytes
-        self.runner = TFLiteRunner(content, reference=reference)
+        is_path = isinstance(path_or_bytes, (str, os.PathLike))
+        content = Path(path_or_bytes).read_bytes() if is_path else path_or_bytes
+        self.runner = TFLiteRunner(content, reference=reference, source=path_or_bytes if is_path else None)
         self.input_shape = tuple(int(d) for d in self.runner.input["shape"][1:])
         self.normalization = normalization
 
@@ -56,14 +57,12 @@ def load_classifier(path, normalization=None):
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not a Keras archive (a .keras file is a zip archive written by model.save); "
                              "it may be truncated or another file renamed: re-export or re-download it.")
-    try:
-        if path.suffix == ".tflite":
-            return TFLiteClassifier(path, normalization=normalization)
-        import keras
+    if path.suffix == ".tflite":
+        return TFLiteClassifier(path, normalization=normalization)  # a damaged file: ModelFileError naming it
+    import keras
 
-        import keras_dssdn  # noqa: F401 - registers the custom layers
+    import keras_dssdn  # noqa: F401 - registers the custom layers
+    from keras_dssdn.fileio import reading
 
+    with reading(path, "Keras model (it cannot be loaded)", "re-export or re-download it", ModelFileError):
         return keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - any failure here means the file is not a loadable model
-        raise ModelFileError(f"{path} is not a {path.suffix} model that can be loaded ({type(e).__name__}: "
-                             f"{str(e)[:200]}); re-export or re-download it.") from None

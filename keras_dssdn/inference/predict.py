@@ -21,7 +21,6 @@ and averages the window probabilities.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -64,27 +63,53 @@ class Predictor:
         return self.frontend.num_samples(self.window_seconds)
 
 
-def _frontend_from_json(path: Path) -> FrontEndParams:
-    d = json.loads(path.read_text())
+def _frontend_from_dict(d: dict) -> FrontEndParams:
     return FrontEndParams.from_dict({k: d[k] for k in _FRONTEND_KEYS if k in d})
 
 
+@dataclasses.dataclass(frozen=True)
+class BundleSettings:
+    """What an export bundle's ``frontend.json`` tells a reader of its ``.tflite``: the front end, the
+    normalisation the model expects (or None) and the class names."""
+
+    frontend: FrontEndParams
+    normalization: Optional[NormalizationStats]
+    class_names: List[str]
+
+
+def read_bundle_settings(folder) -> BundleSettings:
+    """:class:`BundleSettings` of the export bundle ``folder``, read only after its manifest checks out
+    (:func:`keras_dssdn.manifest.verify_bundle`: a bundle changed after export is refused)."""
+    from keras_dssdn.manifest import verify_bundle
+    from keras_dssdn.fileio import read_json
+
+    folder = Path(folder)
+    verify_bundle(folder)
+    d = read_json(folder / "frontend.json", "bundle front-end file", "re-export the bundle", ModelFileError)
+    norm = d.get("normalization")
+    stats = NormalizationStats.from_dict({**norm, "count": 0}) if norm else None
+    names = d.get("class_names")
+    if not names:
+        raise ModelFileError(f"{folder / 'frontend.json'}: no class_names; re-export the bundle.")
+    return BundleSettings(_frontend_from_dict(d), stats, list(names))
+
+
 def _tflite_predictor(path: Path) -> Predictor:
-    """A bundle's (or a loose) ``.tflite``: front end, normalisation and class names from the bundle's
-    ``frontend.json`` beside it, else from the run folder it sits in."""
+    """A bundle's ``.tflite`` (front end, normalisation and class names from the bundle's ``frontend.json``, after
+    the bundle's manifest is checked), or a loose ``.tflite`` in a run folder (the run's files)."""
+    from keras_dssdn.manifest import bundle_folder
     from keras_dssdn.inference.evaluate import TFLiteClassifier
     from keras_dssdn.runs import find_run
 
-    run = find_run(path)
-    bundle_frontend = path.parent / "frontend.json"
-    fe_json = json.loads(bundle_frontend.read_text()) if bundle_frontend.is_file() else {}
-    frontend = _frontend_from_json(bundle_frontend) if fe_json else (run.frontend() if run else DEFAULT_FRONTEND)
-    norm = fe_json.get("normalization")
-    stats = NormalizationStats.from_dict({**norm, "count": 0}) if norm else (run.normalization() if run else None)
-    names = fe_json.get("class_names") or (list(run.vocabulary().names) if run else None)
-    if not names:
-        raise ModelFileError(f"{path}: no class names (the frontend.json of an export bundle beside it, or the "
-                             "labels.json of its run folder).")
+    if bundle_folder(path) is not None:
+        b = read_bundle_settings(path.parent)
+        frontend, stats, names = b.frontend, b.normalization, b.class_names
+    else:
+        run = find_run(path)
+        if run is None:
+            raise ModelFileError(f"{path}: no class names (the frontend.json of an export bundle beside it, or the "
+                                 "labels.json of its run folder).")
+        frontend, stats, names = run.frontend(), run.normalization(), list(run.vocabulary().names)
     model = TFLiteClassifier(path, reference=True, normalization=stats)
     return Predictor(model, frontend, list(names), int(model.input_shape[1]), str(path))
 
@@ -118,8 +143,12 @@ def _keras_predictor(path: Path) -> Predictor:
 
 def load_predictor(path) -> Predictor:
     """A :class:`Predictor` for a ``.keras`` / ``.tflite`` file, a run folder or an export bundle folder."""
+    from keras_dssdn.manifest import MANIFEST, verify_bundle
+
     path = Path(path)
     if path.is_dir():
+        if (path / MANIFEST).is_file():
+            verify_bundle(path)  # names a missing model_int8.tflite too
         for candidate in ("model_int8.tflite", "best.keras"):
             if (path / candidate).is_file():
                 return load_predictor(path / candidate)
@@ -130,13 +159,9 @@ def load_predictor(path) -> Predictor:
 
 
 def _windows(x: np.ndarray, size: int, hop: int):
-    """``(starts, windows (N, size), padded)`` covering ``x``; the last window ends at the end of ``x``."""
-    if len(x) <= size:
-        return np.array([0]), np.pad(x, (0, size - len(x)))[None], len(x) < size
-    starts = list(range(0, len(x) - size + 1, hop))
-    if starts[-1] + size < len(x):
-        starts.append(len(x) - size)
-    return np.array(starts), np.stack([x[s:s + size] for s in starts]), False
+    """``(starts, windows (N, size), padded)`` covering ``x`` in memory (:func:`window_starts`)."""
+    starts = window_starts(len(x), size, hop)
+    return starts, np.stack([np.pad(x[s:s + size], (0, max(0, s + size - len(x)))) for s in starts]), len(x) < size
 
 
 def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list:
@@ -144,42 +169,76 @@ def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list:
     return [{"label": names[i], "probability": float(probs[i])} for i in order]
 
 
+def _whole_file(path, rate: int):
+    """A reader over the whole decoded file (FLAC, and WAV files :func:`~keras_dssdn.inference.stream.open_stream`
+    does not stream): ``(length, read(a, b))`` at ``rate``."""
+    from keras_dssdn.audio import load_waveform
+
+    x = load_waveform(str(path), sample_rate=rate, mono=True)
+    if not np.all(np.isfinite(x)):
+        raise AudioFormatError(f"{path}: {int(np.sum(~np.isfinite(x)))} samples are NaN or infinite (a corrupt float "
+                               "WAV); re-export or remove the file.")
+    return len(x), lambda a, b: np.pad(x[max(a, 0):b], (max(0, -a), max(0, b - len(x))))
+
+
+def _reader(path, rate: int):
+    """``(length, read(a, b))``: the file's mono samples at ``rate``, read block by block from disk for a WAV
+    (:mod:`keras_dssdn.inference.stream`: memory stays flat whatever the length), decoded whole otherwise."""
+    from keras_dssdn.inference.stream import open_stream
+
+    stream = open_stream(str(path), rate)
+    if stream is None:
+        return _whole_file(path, rate)
+    return stream.length, stream.read
+
+
+def window_starts(length: int, size: int, hop: int) -> np.ndarray:
+    """Start samples of the windows covering ``length`` samples; the last window ends at the end (a signal no
+    longer than one window gives one window at 0, zero-padded)."""
+    if length <= size:
+        return np.array([0])
+    starts = list(range(0, length - size + 1, hop))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return np.array(starts)
+
+
 def predict_file(predictor: Predictor, path, *, hop_seconds: Optional[float] = None, k: int = 3,
                  batch_size: int = 16, device: Optional[str] = None) -> dict:
     """Predictions for one audio file: ``{"file", "seconds", "windows": [...], "top": [...], "padded"}``.
 
-    ``device``: the recording device, choosing a fine-tuned model when the run has one (``"auto"``: the last
-    ``-`` field of the file name, TAU 2020's naming).
+    Windows are read ``batch_size`` at a time (a WAV straight from disk), so memory does not grow with the
+    file's length. ``device``: the recording device, choosing a fine-tuned model when the run has one
+    (``"auto"``: the last ``-`` field of the file name, TAU 2020's naming).
 
     Raises the decoder's error (naming the file) for unreadable audio.
     """
-    from keras_dssdn.audio import load_waveform
-
     p = predictor.frontend
-    x = load_waveform(str(path), sample_rate=p.sample_rate, mono=True)
-    if x.size == 0:
+    length, read = _reader(path, p.sample_rate)
+    if length == 0:
         raise AudioFormatError(f"{path}: the file holds no audio samples.")
-    if not np.all(np.isfinite(x)):
-        raise AudioFormatError(f"{path}: {int(np.sum(~np.isfinite(x)))} samples are NaN or infinite (a corrupt float "
-                               "WAV); re-export or remove the file.")
     size = predictor.window_samples
     hop = size if hop_seconds is None else max(1, int(round(hop_seconds * p.sample_rate)))
-    starts, wins, padded = _windows(x, size, hop)
+    starts = window_starts(length, size, hop)
     if device == "auto":
         from keras_dssdn.inference.device_models import device_from_filename
 
         device = device_from_filename(path)
     model = predictor.model_for(device)
     probs = []
-    for i in range(0, len(wins), batch_size):
-        logmel = np.asarray(log_mel_spectrogram(wins[i:i + batch_size], p))
+    for i in range(0, len(starts), batch_size):
+        block = starts[i:i + batch_size]
+        x = read(int(block[0]), int(block[-1]) + size)
+        wins = np.stack([x[s - block[0]:s - block[0] + size] for s in block])
+        logmel = np.asarray(log_mel_spectrogram(wins, p))
         probs.append(np.asarray(model.predict(logmel, verbose=0)))
     probs = np.concatenate(probs)
-    windows = [{"index": j, "start": float(s / p.sample_rate), "end": float(min(s + size, len(x)) / p.sample_rate),
+    windows = [{"index": j, "start": float(s / p.sample_rate), "end": float(min(s + size, length) / p.sample_rate),
                 "top": top_k(pr, predictor.class_names, k)} for j, (s, pr) in enumerate(zip(starts, probs))]
     mean = probs.mean(axis=0)
-    return {"file": str(path), "seconds": float(len(x) / p.sample_rate), "padded": bool(padded), "device": device,
-            "windows": windows, "top": top_k(mean, predictor.class_names, k), "probabilities": mean.tolist()}
+    return {"file": str(path), "seconds": float(length / p.sample_rate), "padded": bool(length < size),
+            "device": device, "windows": windows, "top": top_k(mean, predictor.class_names, k),
+            "probabilities": mean.tolist()}
 
 
 def audio_files(inputs: Sequence) -> List[Path]:

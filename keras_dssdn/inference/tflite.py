@@ -28,14 +28,34 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype=np.int8) 
 
 
 class TFLiteRunner:
-    """The ai-edge-litert interpreter on one model; ``reference=True`` uses TFLite's reference kernels."""
+    """The ai-edge-litert interpreter on one model; ``reference=True`` uses TFLite's reference kernels.
 
-    def __init__(self, flatbuffer: bytes, reference: bool = True):
+    ``source``: the file the bytes came from; when given, bytes the interpreter refuses (truncated, bit-flipped,
+    not a flatbuffer) raise :class:`~keras_dssdn.errors.ModelFileError` naming it (:func:`keras_dssdn.fileio.reading`).
+    """
+
+    def __init__(self, flatbuffer: bytes, reference: bool = True, source=None):
+        if source is None:
+            self._load(flatbuffer, reference)
+            return
+        from keras_dssdn.errors import ModelFileError
+        from keras_dssdn.fileio import reading
+
+        with reading(source, "TFLite model", "re-export it (dssdn-export) or re-download it", ModelFileError):
+            if bytes(flatbuffer[4:8]) != b"TFL3":
+                raise ValueError("no 'TFL3' identifier at bytes 4-8: not a TFLite flatbuffer")
+            self._load(flatbuffer, reference)
+
+    def _load(self, flatbuffer: bytes, reference: bool) -> None:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        from keras_dssdn._tf_startup import native_output_captured
+
         kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
-        self.interpreter = Interpreter(model_content=bytes(flatbuffer), experimental_op_resolver_type=kind)
-        self.interpreter.allocate_tensors()
+        # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line; a refused model raises, named by the caller
+        with native_output_captured(replay_on_error=False):
+            self.interpreter = Interpreter(model_content=bytes(flatbuffer), experimental_op_resolver_type=kind)
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_dtype = self.input["dtype"]

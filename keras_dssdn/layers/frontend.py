@@ -29,7 +29,6 @@ in the ``.keras`` file.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Optional, Sequence, Union
 
 import keras
@@ -197,8 +196,12 @@ class NormalizationStats:
 
     @classmethod
     def load(cls, path: str) -> "NormalizationStats":
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        from keras_dssdn.fileio import read_json, reading
+
+        advice = "restore it from the run folder it came from"
+        d = read_json(path, "normalisation file", advice)
+        with reading(path, "normalisation file", advice):
+            return cls.from_dict(d)
 
     def apply(self, x):
         """Standardise ``(..., n_mels, frames, 1)`` log-mel maps (TF ops)."""

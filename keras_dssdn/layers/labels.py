@@ -16,7 +16,6 @@ turns a label into a file name.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, Optional, Sequence
 
@@ -103,8 +102,12 @@ class LabelVocabulary:
 
     @classmethod
     def load(cls, path: str) -> "LabelVocabulary":
-        with open(os.fspath(path), encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        from keras_dssdn.fileio import read_json, reading
+
+        advice = "restore it from the run folder or bundle it came from"
+        d = read_json(os.fspath(path), "labels file", advice)
+        with reading(os.fspath(path), "labels file", advice):
+            return cls.from_dict(d)
 
 
 @keras.saving.register_keras_serializable(package="keras_dssdn")

@@ -122,10 +122,12 @@ class DSSDNConfig:
             if not path.is_file():
                 raise FileNotFoundError(f"DSSDN config file not found: {path}")
             text = path.read_text()
-        try:
+        from keras_dssdn.errors import ConfigError
+        from keras_dssdn.fileio import reading
+
+        with reading(str(text_or_path)[:200], "DSSDN config (not valid JSON)", "fix it or write it again with "
+                     "DSSDNConfig.save", ConfigError):
             d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"DSSDN config is not valid JSON ({e}): {str(text_or_path)[:200]}") from None
         # A tuner or training run may wrap the architecture: accept {"model": {...}}.
         if "model" in d and isinstance(d["model"], dict):
             d = d["model"]

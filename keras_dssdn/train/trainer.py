@@ -41,7 +41,7 @@ import keras
 
 from keras_dssdn import runs
 from keras_dssdn.errors import ConfigError, ResumeError
-from keras_dssdn.fileio import save_model_atomic, write_json_atomic
+from keras_dssdn.fileio import read_json, save_model_atomic, write_json_atomic
 from keras_dssdn.runs import RunFolder
 import keras_dssdn.train.distribute as distribute
 from keras_dssdn.train.config import RESUME_MAY_CHANGE, TrainConfig, config_changes
@@ -159,7 +159,8 @@ def _open_run_folder(cfg: TrainConfig, run_dir: Path, resume: bool, dist: "distr
         if not RunFolder(run_dir).exists:
             raise ResumeError(f"{run_dir}: not a run folder (no config.json); check out_dir= and name=.")
         record = run_dir / runs.DISTRIBUTION
-        trained = json.loads(record.read_text()) if record.is_file() else {"strategy": "default", "replicas": 1}
+        trained = read_json(record, "run folder file", "restore it from a copy of the run", ResumeError) \
+            if record.is_file() else {"strategy": "default", "replicas": 1}
         if int(trained["replicas"]) != dist.replicas:
             raise ResumeError(
                 f"{run_dir} was trained on {trained['replicas']} replica(s) (strategy {trained['strategy']}); this "

@@ -155,7 +155,10 @@ def check_folder(out: Path, settings: SearchSettings) -> None:
     saved_path = Path(out) / "search.json"
     if settings.overwrite or not saved_path.is_file():
         return
-    saved = json.loads(saved_path.read_text())
+    from keras_dssdn.fileio import read_json
+
+    saved = read_json(saved_path, "tuner state file", f"delete {saved_path} (the trials stay) or pass --overwrite "
+                      "to start the search again")
     mine = settings.signature()
     diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
     if diff:

@@ -12,7 +12,8 @@ from keras_dssdn.deploy import micro
 from keras_dssdn.deploy.bundle import check_destination, export_bundle, write_bundle
 from keras_dssdn.deploy.frontend_constants import dense_filterbank
 from keras_dssdn.deploy.settings import ExportSettings
-from keras_dssdn.errors import BundleExistsError, ConfigError, UnsupportedOperatorError, VerificationError
+from keras_dssdn.errors import (BundleExistsError, ConfigError, OutputPathError, UnsupportedOperatorError,
+                                VerificationError)
 from keras_dssdn.analysis.budgets import DEFAULT_BUDGETS
 from keras_dssdn.inference.tflite import quantize_input
 from keras_dssdn.models.presets import preset_frontend
@@ -134,6 +135,13 @@ def test_existing_bundle_needs_force_and_failed_export_leaves_nothing(tmp_path, 
     with pytest.raises(BundleExistsError, match="--force"):
         export_bundle(plain_model(), out, representative=x, frontend=FE16, **QUIET)
     assert (out / "keep.txt").exists()
+    # --force replaces only a bundle the package wrote (issue 24): the user's file is kept, then a first bundle
+    with pytest.raises(OutputPathError, match="not a bundle"):
+        export_bundle(plain_model(), out, representative=x, frontend=FE16, force=True, **QUIET)
+    assert (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    export_bundle(plain_model(), out, representative=x, frontend=FE16, force=True, **QUIET)
+    first = (out / "report.json").read_text()
 
     # A TFLM output that differs from the reference fails the export; the old bundle stays untouched.
     real = micro.micro_invoke
@@ -146,12 +154,12 @@ def test_existing_bundle_needs_force_and_failed_export_leaves_nothing(tmp_path, 
     monkeypatch.setattr(micro, "micro_invoke", off_by_one)
     with pytest.raises(VerificationError, match="differs from the TFLite reference"):
         export_bundle(plain_model(), out, representative=x, frontend=FE16, force=True, **QUIET)
-    assert (out / "keep.txt").exists() and not leftovers(out)
+    assert (out / "report.json").read_text() == first and not leftovers(out)
 
     monkeypatch.setattr(micro, "micro_invoke", real)
     result = export_bundle(plain_model(), out, representative=x, evaluation=(x, y), frontend=FE16, force=True,
                            **QUIET)
-    assert not (out / "keep.txt").exists() and (out / "report.json").exists() and not leftovers(out)
+    assert (out / "report.json").read_text() != first and not leftovers(out)
     report = check_bundle(Path(result.path))
     assert report["data"]["verification"]["source"].endswith("evaluation set")
 
