@@ -27,7 +27,9 @@ for the inputs) and leaves no bundle behind:
    and int8 accuracy / log loss on the evaluate split, and the real inputs of
    the bit-exactness check;
 6. **verify** (:func:`keras_dssdn.deploy.verify.verify`): float parity, TFLM
-   operators, arena, TFLM == TFLite reference kernels bit for bit;
+   operators, arena, TFLM vs TFLite reference kernels on the verification inputs and on
+   every example of the evaluation set (counted; bit-exact claimed only where every value
+   matched; more than one step, or a decision changed beyond a near-tie, fails);
 6b. **flash cuts** (:func:`keras_dssdn.deploy.slim.slim_model`): the deployed int8
    model without tensor names and repeated zero points, for ``micro/`` (TFLM only:
    ``model_int8.tflite`` stays the converter's, for TFLite); TFLM's outputs and arena
@@ -298,7 +300,7 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     metrics, pool = _evaluate(prep, conversion, evaluation, settings.data.num_verify, log)
     inputs, verify_report = verification_inputs(settings.data.verify_inputs, pool, calibration.examples,
                                                 settings.data.num_verify, prep.input_shape)
-    verification = verify(prep.core, conversion, inputs, log)
+    verification = verify(prep.core, conversion, inputs, log, evaluation=evaluation)
     chosen = choose_deployed(settings.deploy, conversion.int8, metrics)
     drop = accuracy_drop(metrics, chosen, settings.max_accuracy_drop)
     consts = device_constants(prep, conversion.int8[chosen])

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 from keras_dssdn.analysis.budgets import DCASE_MAX_INT8_BYTES, DCASE_MAX_PARAMS
 from keras_dssdn.deploy.convert import Conversion
 from keras_dssdn.deploy import cfrontend
+from keras_dssdn.deploy.host_check import TIE_STEPS
 from keras_dssdn.deploy.prepare import PreparedModel
 from keras_dssdn.deploy.verify import Verification
 
@@ -153,6 +154,18 @@ def _md_metrics(m: Optional[dict]) -> str:
             f"{_num(clip.get('log_loss'))}")
 
 
+def _exact_cell(be: dict) -> str:
+    """``yes (16 inputs + 1,410 evaluation examples)`` or ``NO: 4 of 21,150 values, max 1 step``."""
+    ev = be.get("evaluation")
+    inputs = f"{be['inputs']} inputs" + (f" + {ev['inputs']:,} evaluation examples" if ev else "")
+    if be["bit_exact"]:
+        return f"yes ({inputs})"
+    parts = [e for e in (be, ev) if e]
+    differ = sum(e["values"] - e["equal"] for e in parts)
+    values = sum(e["values"] for e in parts)
+    return f"NO: {differ:,} of {values:,} values differ, max {max(e['max_step'] for e in parts)} step ({inputs})"
+
+
 def _md_table(report: dict) -> List[str]:
     lines = ["", "## Accuracy and size", "",
              "| model | accuracy | log loss | clip accuracy | clip log loss | file bytes | int8 weight bytes | "
@@ -161,17 +174,51 @@ def _md_table(report: dict) -> List[str]:
              f"| float (Keras) | {_md_metrics(report['float'].get('metrics'))} | "
              f"{report['float']['bytes']:,} (float TFLite) | - | - | - |"]
     for name, v in report["int8"].items():
-        be = v["bit_exactness"]
         lines.append(
             f"| int8 {name.upper()}{' (deployed)' if name == report['deployed'] else ''} | "
             f"{_md_metrics(v.get('metrics'))} | {v['bytes']['file']:,} | {v['bytes']['int8_weights']:,} | "
-            f"{v['arena']['min_bytes']:,} / {v['arena']['recommended_bytes']:,} | "
-            f"{'yes' if be['bit_exact'] else 'NO'} ({be['inputs']} inputs) |")
+            f"{v['arena']['min_bytes']:,} / {v['arena']['recommended_bytes']:,} | {_exact_cell(v['bit_exactness'])} |")
     if report.get("deployed_accuracy_drop_points") is not None:
+        exact = report["int8"][report["deployed"]]["bit_exactness"]["bit_exact"]
         lines += ["", f"Deployed int8 accuracy is {report['deployed_accuracy_drop_points']:+.2f} points below float "
-                      "(negative: above). int8 numbers come from TFLite's reference kernels, which TFLM matched bit "
-                      "for bit on the verification inputs."]
-    return lines
+                      "(negative: above). int8 numbers come from TFLite's reference kernels, "
+                      + ("which TFLM matched bit for bit on every input compared." if exact else
+                         "which TFLM did NOT match on every value: see \"TFLM vs TFLite reference kernels\" for "
+                         "the counts and the decisions that changed.")]
+    return lines + _md_exactness(report)
+
+
+def _md_exactness_row(model: str, where: str, e: dict) -> str:
+    outputs = ", ".join(f"{k} ({v})" for k, v in e.get("differing_outputs", {}).items()) or "-"
+    seg = f"{e.get('segment_decisions_changed', 0)} / {e['inputs']:,}"
+    clip = f"{e.get('clip_decisions_changed', 0)} / {e.get('clips', e['inputs']):,}"
+    margins = e.get("segment_flip_margins", []) + e.get("clip_flip_margins", [])
+    if margins:
+        clip += f" (reference-path margins {', '.join(f'{m:g}' for m in margins)} steps)"
+    return (f"| {model} | {where} | {e['values']:,} | {e['equal']:,} | {e.get('max_step', e.get('max_abs_diff', 0))} "
+            f"| {outputs} | {seg} | {clip} |")
+
+
+def _md_exactness(report: dict) -> List[str]:
+    """Per int8 model: TFLM vs the reference kernels on the verification inputs and the evaluation set."""
+    rows = []
+    for name, v in report["int8"].items():
+        be = v["bit_exactness"]
+        if "values" not in be:
+            continue  # a report written before the counts existed
+        rows.append(_md_exactness_row(name.upper(), "verification inputs", be))
+        if be.get("evaluation"):
+            rows.append(_md_exactness_row(name.upper(), "evaluation set (every example)", be["evaluation"]))
+    if not rows:
+        return []
+    return ["", "## TFLM vs TFLite reference kernels", "",
+            "Every int8 output value of TFLM compared with LiteRT's reference kernels on the same int8 inputs. "
+            "\"Bit-exact\" is claimed only where every value matched. Decisions: argmax per segment, and of the "
+            "outputs averaged over a clip; a changed decision fails the export unless the reference kernels' top "
+            f"two classes were within {TIE_STEPS:g} output steps (a near-tie, the rule of the C front end's check).",
+            "",
+            "| model | inputs | values | equal | max step | outputs that differed (inputs) | segment decisions "
+            "changed | clip decisions changed |", "|---|---|---:|---:|---:|---|---:|---:|"] + rows
 
 
 def _md_budget_and_operators(report: dict) -> List[str]:
@@ -254,6 +301,14 @@ def summary_line(r: dict) -> str:
     for name, v in r["int8"].items():
         mm = v.get("metrics")
         acc = f" acc {_pct(mm['accuracy'])}" if mm else ""
-        parts.append(f"{name.upper()}{acc} bit-exact {'yes' if v['bit_exactness']['bit_exact'] else 'NO'}")
+        be = v["bit_exactness"]
+        if be["bit_exact"]:
+            exact = "bit-exact yes"
+        else:
+            parts_ = [e for e in (be, be.get("evaluation")) if e and "values" in e]
+            differ = sum(e["values"] - e["equal"] for e in parts_)
+            exact = (f"bit-exact NO ({differ:,} of {sum(e['values'] for e in parts_):,} values, max "
+                     f"{max((e['max_step'] for e in parts_), default=0)} step)") if parts_ else "bit-exact NO"
+        parts.append(f"{name.upper()}{acc} {exact}")
     parts.append(f"deployed {r['deployed'].upper()}: {r['flash_bytes']:,} B flash, {r['arena_bytes']:,} B arena")
     return "; ".join(p for p in parts if p)
