@@ -81,3 +81,189 @@ def test_tally_fails_beyond_one_step_or_on_a_clear_decision_change():
     problems = flip.problems()
     assert any("1 of 1 segment decisions changed" in p for p in problems)
     assert any("1 of 1 clip decisions changed" in p for p in problems)
+
+
+# ---------------------------------------------------------------------------
+# 3, 4, 5. The streaming example on the host, against stubs of TFLM
+# ---------------------------------------------------------------------------
+
+#: TFLM stand-ins: a resolver that, like MicroMutableOpResolver<N>, refuses registrations past N, and an interpreter
+#: whose Invoke() (defined by the test program) "classifies" a segment by the sum of its int8 input.
+STUB_RESOLVER = """#pragma once
+enum TfLiteStatus { kTfLiteOk, kTfLiteError };
+namespace tflite {
+template <unsigned int N> class MicroMutableOpResolver {
+ public:
+  TfLiteStatus Add() { if (count_ >= N) return kTfLiteError; ++count_; return kTfLiteOk; }
+%s
+ private:
+  unsigned int count_ = 0;
+};
+}  // namespace tflite
+"""
+STUB_INTERPRETER = """#pragma once
+#include <cstddef>
+#include <cstdint>
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+struct TfLiteTensor { union { int8_t* int8; } data; };
+namespace tflite {
+struct Model {};
+inline const Model* GetModel(const void*) { static Model m; return &m; }
+class MicroInterpreter {
+ public:
+  template <class R> MicroInterpreter(const Model*, R&, uint8_t* arena, size_t size) : arena_(arena), size_(size) {}
+  TfLiteStatus AllocateTensors() { in_.data.int8 = reinterpret_cast<int8_t*>(arena_); out_.data.int8 = scores_;
+                                   return size_ > 0 ? kTfLiteOk : kTfLiteError; }
+  TfLiteTensor* input(int) { return &in_; }
+  TfLiteTensor* output(int) { return &out_; }
+  TfLiteStatus Invoke();
+  TfLiteTensor in_, out_;
+  int8_t scores_[64] = {};
+ private:
+  uint8_t* arena_; size_t size_;
+};
+}  // namespace tflite
+"""
+
+#: The test program: the audio interrupt simulated by SceneAudioIsr calls between (and during) SceneProcess calls.
+MAIN = r"""
+#include <cstdio>
+#include <cstring>
+#include "dssdn_model_settings.h"
+#include "dssdn_frontend.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+int SceneSetup(int32_t); int32_t SceneAudioIsr(const int16_t*, int32_t); int SceneProcess();
+int SceneClipResult(float*); uint32_t SceneDroppedSamples(); const char* SceneStatusText(int);
+static int16_t pcm[DSSDN_FE_SEGMENT_SAMPLES * 4];
+static long invocations = 0, tensor_changed_during_invoke = 0, pushed_during_invoke = 0;
+static int32_t feed = 0;  // next sample of pcm the "microphone" delivers
+// Invoke: audio keeps arriving (the interrupt fires) while the model runs; the input tensor must not change.
+TfLiteStatus tflite::MicroInterpreter::Invoke() {
+  long before = 0, after = 0;
+  for (int i = 0; i < dssdn::kInputElements; ++i) before += in_.data.int8[i] * (i % 7 + 1);
+  int32_t n = 300;
+  if (n > (int32_t)(sizeof(pcm) / 2) - feed) n = (int32_t)(sizeof(pcm) / 2) - feed;
+  if (n > 0) { SceneAudioIsr(pcm + feed, n); feed += n; pushed_during_invoke += n; }
+  for (int i = 0; i < dssdn::kInputElements; ++i) after += in_.data.int8[i] * (i % 7 + 1);
+  if (before != after) ++tensor_changed_during_invoke;
+  for (int c = 0; c < dssdn::kNumClasses; ++c) scores_[c] = (c == ((before % 3) + 3) % 3) ? 127 : -128;
+  ++invocations;
+  return kTfLiteOk;
+}
+int main(int argc, char** argv) {
+  const int32_t total = (int32_t)(sizeof(pcm) / 2) * 5 / 8;  // 2.5 segments
+  float p[dssdn::kNumClasses];
+  int classified = 0, status, chunk = 1;
+  for (int i = 0; i < (int)(sizeof(pcm) / 2); ++i) pcm[i] = (int16_t)((i * 7919) % 20000 - 10000);
+  if (argc > 1 && strcmp(argv[1], "rate") == 0) {  // a microphone at another rate is refused, by name
+    status = SceneSetup(DSSDN_FE_SAMPLE_RATE == 44100 ? 16000 : 44100);
+    printf("%d %s\n", status, SceneStatusText(status));
+    return 0;
+  }
+  if (SceneProcess() != -4) return 10;                        // not set up yet
+  if ((status = SceneSetup(DSSDN_FE_SAMPLE_RATE)) != 0) return 11;
+  if ((status = SceneSetup(DSSDN_FE_SAMPLE_RATE)) != 0) { printf("second setup: %d\n", status); return 12; }
+  if (argc > 1 && strcmp(argv[1], "overflow") == 0) {  // the main loop stalls: the ring fills up
+    int32_t dropped = SceneAudioIsr(pcm, dssdn::kAudioRingSamples + 100);
+    status = SceneProcess();
+    printf("%d %d %u %d\n", (int)dropped, status, (unsigned)SceneDroppedSamples(), SceneProcess());
+    return 0;
+  }
+  while (feed < total) {  // interrupt: uneven DMA blocks; main loop: process after each
+    int32_t k = chunk;
+    if (k > total - feed) k = total - feed;
+    if (SceneAudioIsr(pcm + feed, k) != 0) return 13;
+    feed += k;
+    if ((status = SceneProcess()) < 0) { printf("process: %s\n", SceneStatusText(status)); return 14; }
+    classified += status;
+    chunk = chunk * 3 % 251 + 1;  // DMA blocks of at most a hop (256 samples)
+  }
+  while ((status = SceneProcess()) > 0) classified += status;
+  int best = SceneClipResult(p);
+  printf("%d %ld %ld %ld %d %.3f %u\n", classified, invocations, tensor_changed_during_invoke, pushed_during_invoke,
+         best, p[best], (unsigned)SceneDroppedSamples());
+  return 0;
+}
+"""
+
+
+def _example_files(tmp_path, sample_rate=16000):
+    """The bundle's C / C++ for a 16-band front end at ``sample_rate`` and a made-up model, with the stubs."""
+    import keras_dssdn
+    from keras_dssdn.analysis.ram import audio_ring
+    from keras_dssdn.deploy import cfrontend, csources
+    from keras_dssdn.deploy.frontend_constants import frontend_constants
+    from keras_dssdn.layers.frontend import NormalizationStats
+
+    fe = keras_dssdn.params.FrontEndParams(n_mels=16, n_fft=512, win_length=400, hop_length=256,
+                                           sample_rate=sample_rate)
+    frames = fe.num_frames(0.5)
+    ring = audio_ring(sample_rate, 256, 100_000)
+    files = dict(csources.c_array_source(bytes(range(40)), "g_dssdn_model_data", "dssdn_model_data.h"))
+    files["dssdn_op_resolver.h"] = csources.op_resolver_header(["ADD", "CONV_2D", "SOFTMAX"])
+    files.update(csources.model_settings_sources({
+        "arena_bytes": 4096, "arena_min_bytes": 4000, "model_bytes": 40, "input_shape": [1, 16, frames, 1],
+        "input_scale": 0.05, "input_zero_point": -3, "output_scale": 1 / 256, "output_zero_point": -128,
+        "class_names": ["a", "b", "c"], "sample_rate": sample_rate, "macs": ring["macs"],
+        "cycles_per_mac": ring["cycles_per_mac"], "clock_hz": ring["clock_hz"], "invoke_cycles": ring["invoke_cycles"],
+        "invoke_seconds": ring["invoke_seconds"], "ring_samples": ring["samples"]}))
+    consts = frontend_constants(fe, [1, 16, frames, 1], 0.05, -3, NormalizationStats([-8.0], [4.0]), ["a"],
+                                1 / 256, -128, seconds=0.5)
+    files.update(cfrontend.frontend_c_sources(consts))
+    files["dssdn_example.cc"] = csources.example_source()
+    stub = tmp_path / "tensorflow" / "lite" / "micro"
+    stub.mkdir(parents=True)
+    methods = "\n".join(f"  TfLiteStatus {m}() {{ return Add(); }}" for m in sorted(set(micro.ADD_METHODS.values())))
+    (stub / "micro_mutable_op_resolver.h").write_text(STUB_RESOLVER % methods)
+    (stub / "micro_interpreter.h").write_text(STUB_INTERPRETER)
+    (tmp_path / "tensorflow" / "lite" / "schema").mkdir(parents=True)
+    (tmp_path / "tensorflow" / "lite" / "schema" / "schema_generated.h").write_text("#pragma once\n")
+    for name, text in {**files, "main.cc": MAIN}.items():
+        (tmp_path / name).write_text(text)
+    return files, ring
+
+
+def _build_example(tmp_path, sample_rate=16000):
+    import shutil
+    import subprocess
+
+    if shutil.which("g++") is None or shutil.which("cc") is None:
+        pytest.skip("g++ / cc not installed")
+    files, ring = _example_files(tmp_path, sample_rate)
+    obj = tmp_path / "dssdn_frontend.o"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c",
+                    str(tmp_path / "dssdn_frontend.c"), "-o", str(obj)], check=True, capture_output=True)
+    sources = [str(tmp_path / n) for n in files if n.endswith(".cc")] + [str(tmp_path / "main.cc")]
+    exe = tmp_path / "example"
+    proc = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path), *sources,
+                           str(obj), "-o", str(exe), "-lm"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    run = lambda *args: subprocess.run([str(exe), *args], capture_output=True, text=True)  # noqa: E731
+    return run, files, ring
+
+
+def test_streaming_example_isr_fills_a_ring_and_the_main_loop_runs_the_model(tmp_path):
+    """The example compiles against TFLM stubs (-Wall -Wextra -Werror); audio pushed by the "interrupt" in uneven
+    blocks, and also while Invoke() runs, reaches the model only through SceneProcess: every complete segment is
+    classified, the input tensor never changes during Invoke(), and nothing is dropped; SceneSetup() twice works."""
+    run, files, ring = _build_example(tmp_path)
+    out = run()
+    assert out.returncode == 0, out.stdout + out.stderr
+    classified, invocations, changed, during, best, prob, dropped = out.stdout.split()
+    assert int(classified) == int(invocations) == 2  # 2.5 segments pushed: two complete
+    assert int(changed) == 0 and int(during) > 0 and int(dropped) == 0
+    assert int(best) >= 0 and min(abs(float(prob) - 0.996), abs(float(prob) - 0.498)) < 1e-3
+    header = files["dssdn_model_settings.h"]
+    assert f"constexpr int kAudioRingSamples = {ring['samples']};" in header
+    assert "kSampleRateHz = 16000;" in header and "kMcuClockHz = 80000000;" in header
+    example = files["dssdn_example.cc"]
+    assert "Invoke" not in example[example.index("int32_t SceneAudioIsr"):example.index("uint32_t SceneDroppedSamples")]
+
+
+def test_streaming_example_reports_overflow_and_refuses_another_sample_rate(tmp_path):
+    run, _, ring = _build_example(tmp_path)
+    dropped, status, total, after = (int(v) for v in run("overflow").stdout.split())
+    assert dropped == 100 and total == 100  # the ring holds kAudioRingSamples; the rest is counted
+    assert status == -6 and after >= 0  # kSceneErrorOverflow once, then the stream goes on
+    status, text = run("rate").stdout.split(" ", 1)
+    assert int(status) == -1 and "sample rate" in text
