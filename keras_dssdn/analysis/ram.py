@@ -189,9 +189,12 @@ def flatbuffer_macs(flatbuffer: bytes) -> int:
             continue
         out = int(np.prod(sub.Tensors(op.Outputs(0)).ShapeAsNumpy()))
         weights = [int(d) for d in sub.Tensors(op.Inputs(1)).ShapeAsNumpy()]
-        per_output = {"CONV_2D": int(np.prod(weights[1:])), "DEPTHWISE_CONV_2D": weights[1] * weights[2],
-                      "FULLY_CONNECTED": weights[-1]}[name]
-        total += out * per_output
+        if name == "CONV_2D":  # weights (out channels, kh, kw, in channels)
+            total += out * int(np.prod(weights[1:]))
+        elif name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, channels)
+            total += out * weights[1] * weights[2]
+        else:  # weights (outputs, inputs)
+            total += out * weights[-1]
     return int(total)
 
 

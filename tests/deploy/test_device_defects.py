@@ -68,6 +68,28 @@ def test_fully_connected_rounding_ties_are_counted_not_hidden():
     assert all(m <= result["near_tie_steps"] for m in result["segment_flip_margins"] + result["clip_flip_margins"])
 
 
+def test_verify_compares_every_evaluation_example():
+    """verify(..., evaluation=) adds the comparison on every example of the evaluation set (clips kept)."""
+    from keras_dssdn.deploy.calibrate import Calibration
+    from keras_dssdn.deploy.convert import convert
+    from keras_dssdn.deploy.data import DataSources
+    from keras_dssdn.deploy.prepare import prepare_model
+    from keras_dssdn.deploy.settings import QATSettings
+    from keras_dssdn.deploy.verify import verify
+
+    from _export_helpers import FE16, plain_model
+
+    prep = prepare_model(plain_model(), frontend=FE16)
+    x, _ = synthetic(30, (16, 8, 1), 3)
+    clips = np.repeat(np.arange(6), 5)
+    conversion = convert(prep, Calibration(x, "given"), QATSettings(), DataSources(), log=lambda *a: None)
+    checked = verify(prep.core, conversion, x[:4], log=lambda *a: None, evaluation=(x, clips % 3, clips))
+    be = checked.int8["ptq"]["bit_exactness"]
+    assert be["inputs"] == 4 and be["evaluation"]["inputs"] == 30 and be["evaluation"]["clips"] == 6
+    assert be["evaluation"]["values"] == 30 * 3
+    assert be["bit_exact"] == (be["equal"] == be["values"] and be["evaluation"]["equal"] == 90)
+
+
 def test_tally_fails_beyond_one_step_or_on_a_clear_decision_change():
     tally = ExactnessTally()
     ref = np.array([[10, 0, -5], [3, 2, 1]])
@@ -267,3 +289,79 @@ def test_streaming_example_reports_overflow_and_refuses_another_sample_rate(tmp_
     assert status == -6 and after >= 0  # kSceneErrorOverflow once, then the stream goes on
     status, text = run("rate").stdout.split(" ", 1)
     assert int(status) == -1 and "sample rate" in text
+
+
+# ---------------------------------------------------------------------------
+# 4. The sample rate is a setting of the MCU config, followed by training, export and the C code
+# ---------------------------------------------------------------------------
+
+RATE_16K = ["frontend.sample_rate=16000", "frontend.n_fft=1024", "frontend.win_length=1024", "frontend.hop_length=368"]
+
+
+@pytest.mark.slow
+def test_a_16_khz_mcu_config_builds_and_exports_at_its_rate(tmp_path):
+    """dcase_mcu_1s at 16 kHz (the overrides its config file names): the network takes the same (64, 44, 1) input;
+    a tiny model with that front end exports, and frontend.json, the C front end, the model settings and the audio
+    ring all say 16 kHz; the C front end, compiled here, matches the Python one at 16 kHz; TFLM is compared with the
+    reference kernels on every evaluation example, clips included."""
+    from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end
+    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.train.config import load_train_config
+    from keras_dssdn.train.recipe import build_network
+
+    cfg = load_train_config("dcase_mcu_1s", RATE_16K)
+    fe = cfg.frontend_params()
+    assert (fe.sample_rate, fe.input_shape(1.0)) == (16000, (64, 44, 1))
+    assert build_network(cfg, classes=4).input_shape == (None, 64, 44, 1)
+    core = tiny_dssdn("spc", shape=(64, 44, 1), classes=4, widths=(8, 8))
+    wrapped = attach_front_end(core, fe, NormalizationStats([-8.0], [4.0]), ["a", "b", "c", "d"], seconds=1.0)
+    x, _ = synthetic(40, (64, 44, 1), 4)
+    clips = np.repeat(np.arange(8), 5)
+    y = clips % 4  # one label per clip
+    result = export_bundle(wrapped, tmp_path / "b16k", representative=x, evaluation=(x, y, clips), num_verify=4,
+                           **QUIET)
+    path = Path(result.path)
+    report = result.report
+    assert json.loads((path / "frontend.json").read_text())["sample_rate"] == 16000
+    assert "#define DSSDN_FE_SAMPLE_RATE 16000" in (path / "micro" / "dssdn_frontend.h").read_text()
+    assert "constexpr int kSampleRateHz = 16000;" in (path / "micro" / "dssdn_model_settings.h").read_text()
+    ring = report["device_memory"]["audio_ring"]
+    assert ring["sample_rate"] == 16000 and ring["samples"] >= 2 * 368
+    assert report["device_memory"]["ram"]["audio_buffer"] == ring["bytes"] == 2 * (ring["samples"] + 1)
+    check = report["c_frontend"]
+    if not check.get("skipped"):
+        assert check["signals"]["parity"]["equal_fraction"] >= 0.999
+    be = report["int8"]["ptq"]["bit_exactness"]
+    assert be["inputs"] == 4 and be["evaluation"]["inputs"] == 40 and be["evaluation"]["clips"] == 8
+    assert be["bit_exact"] == (be["evaluation"]["bit_exact"] and be["equal"] == be["values"])
+    assert "TFLM vs TFLite reference kernels" in (path / "report.md").read_text()
+
+
+def test_the_16_khz_setting_reaches_the_c_front_end():
+    """Fast: the config's 16-kHz front end, through the export's constants, makes C that says 16 kHz."""
+    from keras_dssdn.deploy import cfrontend
+    from keras_dssdn.deploy.frontend_constants import frontend_constants
+    from keras_dssdn.train.config import load_train_config
+
+    fe = load_train_config("dcase_mcu_1s", RATE_16K).frontend_params()
+    consts = frontend_constants(fe, [1, 64, 44, 1], 0.05, -3)
+    assert (consts["sample_rate"], consts["num_samples"], consts["hop_length"]) == (16000, 16000, 368)
+    header = cfrontend.frontend_c_sources(consts)["dssdn_frontend.h"]
+    assert "#define DSSDN_FE_SAMPLE_RATE 16000" in header and "#define DSSDN_FE_SEGMENT_SAMPLES 16000" in header
+
+
+def test_training_pipeline_follows_the_rate(shared_data):
+    """A real 44.1 kHz clip through the training pipeline at the 16-kHz setting: resampled, 64 x 44 per second."""
+    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.train.config import load_train_config
+
+    from _export_helpers import tut17_subsets
+
+    _, _, _, evaluate = tut17_subsets(shared_data, n_eval=1)
+    fe = load_train_config("dcase_mcu_1s", RATE_16K).frontend_params()
+    wave, _ = next(iter(make_dataset(evaluate, fe, training=False, output="waveform", batch_size=1, cache=None,
+                                     label_mode="int", vocabulary=None, clip_seconds=10.0)))
+    assert wave.shape == (1, 160000)
+    x, _ = next(iter(make_dataset(evaluate, fe, training=False, batch_size=16, cache=None, label_mode="int",
+                                  clip_seconds=10.0, segment_seconds=1.0)))
+    assert tuple(x.shape[1:]) == (64, 44, 1)
