@@ -365,3 +365,39 @@ def test_training_pipeline_follows_the_rate(shared_data):
     x, _ = next(iter(make_dataset(evaluate, fe, training=False, batch_size=16, cache=None, label_mode="int",
                                   clip_seconds=10.0, segment_seconds=1.0)))
     assert tuple(x.shape[1:]) == (64, 44, 1)
+
+
+# ---------------------------------------------------------------------------
+# 1 (real data, slow). Every segment of real evaluate clips compared
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_export_on_real_clips_compares_every_segment(tmp_path, shared_data):
+    """A small DSSDN with its front end, exported on real TUT 2017 clips: TFLM is compared with the reference kernels
+    on every 1-s segment of the evaluate subset (10 per clip), the counts are in report.json and report.md, and
+    "bit-exact" is claimed exactly when every value matched."""
+    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end
+    from keras_dssdn.params import FrontEndParams
+
+    from _export_helpers import train_briefly, tut17_subsets
+
+    root, full_train, train, evaluate = tut17_subsets(shared_data, n_train=6, n_eval=4)
+    vocab = full_train.vocabulary()
+    fe = FrontEndParams(n_mels=64)
+    core = tiny_dssdn("spc", shape=(64, 44, 1), classes=len(vocab), widths=(12, 16))
+    x, y = synthetic(32, (64, 44, 1), len(vocab))
+    train_briefly(core, x, y)
+    wrapped = attach_front_end(core, fe, NormalizationStats([-8.0], [3.5]), vocab.names, seconds=1.0)
+    result = export_bundle(wrapped, tmp_path / "bundle", train_data=train, eval_data=evaluate, num_calibration=20,
+                           num_verify=6, **QUIET)
+    for name, v in result.report["int8"].items():
+        be = v["bit_exactness"]
+        ev = be["evaluation"]
+        assert (ev["inputs"], ev["clips"], ev["values"]) == (40, 4, 40 * len(vocab)), name
+        assert ev["max_step"] <= MAX_OUTPUT_STEP
+        assert be["bit_exact"] == (be["equal"] == be["values"] and ev["equal"] == ev["values"])
+        assert all(m <= ev["near_tie_steps"] for m in ev["segment_flip_margins"] + ev["clip_flip_margins"])
+    md = (Path(result.path) / "report.md").read_text()
+    assert "evaluation set (every example)" in md and "6 inputs + 40 evaluation examples" in md
