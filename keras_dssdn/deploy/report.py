@@ -274,11 +274,11 @@ def _md_part(part: Optional[dict], ring: Optional[dict]) -> List[str]:
             f"({'fits' if part['fits'] else 'does NOT fit'}).")
     clock = part.get("min_clock_hz")
     if ring and not part["fits"]:
-        line += (f" The audio ring would fit at a clock of {clock / 1e6:.0f} MHz or more (same cycles per MAC)"
+        line += (f" The audio ring would fit at a clock of {math.ceil(clock / 1e6)} MHz or more (same cycles per MAC)"
                  if clock else " Even an instant Invoke() would not fit: a smaller arena or front end is needed")
         line += "; or fewer mel bands, or a lower sample rate (frontend.sample_rate: the ring scales with it)."
     elif ring and clock:
-        line += f" The ring fits down to a clock of {clock / 1e6:.0f} MHz (same cycles per MAC)."
+        line += f" The ring fits down to a clock of {math.ceil(clock / 1e6)} MHz (same cycles per MAC)."
     return ["", line, "The Invoke() time is an estimate from a planning figure for the cycles per MAC "
             "(keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC; measured instruction counts: docs/firmware.md); "
             "the front end's own time is not in it."]

@@ -14,12 +14,13 @@ clip. ``bit_exact`` is claimed only where every value matched. The known
 exception: the classifier FULLY_CONNECTED with per-channel weights, where an
 accumulator that lands within ~1e-4 of a .5 rounding tie is rounded once by
 LiteRT's reference kernel and twice (gemmlowp-style) by TFLM: one step apart
-on a handful of values in thousands. The check fails
-(:class:`~keras_dssdn.errors.VerificationError`) when any value is more than
-:data:`MAX_OUTPUT_STEP` steps apart, or a segment or clip decision changes
-where the reference path's top two classes were more than
+in the classifier's logits, one or a few steps after the softmax, on a handful
+of inputs in a thousand. The check fails
+(:class:`~keras_dssdn.errors.VerificationError`) when a segment or clip
+decision changes where the reference path's top two classes were more than
 :data:`~keras_dssdn.deploy.host_check.TIE_STEPS` output steps apart (the
-near-tie rule of the C front end's host check).
+near-tie rule of the C front end's host check), or when more inputs differ
+than ties explain (:data:`MAX_DIFFERING_FRACTION`).
 
 Any failure raises (:class:`~keras_dssdn.errors.VerificationError`,
 :class:`~keras_dssdn.errors.UnsupportedOperatorError`). Inputs are float
@@ -46,9 +47,11 @@ from keras_dssdn.inference.tflite import TFLiteRunner
 
 #: Float TFLite outputs must match the Keras model's to this (probabilities).
 FLOAT_TOLERANCE = 1e-3
-#: TFLM's int8 outputs may differ from the reference kernels' by at most this many output quantisation steps (one
-#: rounding step: single vs double rounding of the same accumulator); more fails the export.
-MAX_OUTPUT_STEP = 1
+#: Rounding ties touch a few inputs in a thousand; when more than this fraction of the inputs (and at least
+#: :data:`MIN_DIFFERING_INPUTS` of them) differ at all, it is not ties but a kernel that computes something else
+#: (e.g. a dilated depthwise convolution: up to 251 steps on most inputs), and the export fails.
+MAX_DIFFERING_FRACTION = 0.05
+MIN_DIFFERING_INPUTS = 2
 INTERPRETERS = "tflite-micro (TFLM) vs ai-edge-litert BUILTIN_REF"
 
 
@@ -128,12 +131,14 @@ class ExactnessTally:
                 "clip_flip_margins": clip_margins, "near_tie_steps": TIE_STEPS}
 
     def problems(self) -> List[str]:
-        """What fails the export: values more than :data:`MAX_OUTPUT_STEP` apart, decisions changed beyond a
-        near-tie (:data:`~keras_dssdn.deploy.host_check.TIE_STEPS`)."""
+        """What fails the export: decisions changed beyond a near-tie
+        (:data:`~keras_dssdn.deploy.host_check.TIE_STEPS`), or more differing inputs than rounding ties explain
+        (:data:`MAX_DIFFERING_FRACTION`, :data:`MIN_DIFFERING_INPUTS`)."""
         out = []
-        if self.max_step > MAX_OUTPUT_STEP:
-            out.append(f"outputs up to {self.max_step} quantisation steps apart on {self.inputs_differing} of "
-                       f"{self.inputs} inputs (at most {MAX_OUTPUT_STEP} allowed)")
+        n = self.inputs_differing
+        if n >= MIN_DIFFERING_INPUTS and n > MAX_DIFFERING_FRACTION * self.inputs:
+            out.append(f"outputs differ on {n} of {self.inputs} inputs (up to {self.max_step} quantisation steps; "
+                       f"rounding ties touch at most {MAX_DIFFERING_FRACTION:.0%})")
         for what, margins, total in (("segment", self.segment_flips, self.inputs),
                                      ("clip", self.clip_flip_margins(), len(self.clips))):
             clear = [m for m in margins if m > TIE_STEPS]
