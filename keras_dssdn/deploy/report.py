@@ -172,7 +172,7 @@ def _exact_cell(be: dict) -> str:
     parts = [e for e in (be, ev) if e]
     differ = sum(e["values"] - e["equal"] for e in parts)
     values = sum(e["values"] for e in parts)
-    return f"NO: {differ:,} of {values:,} values differ, max {max(e['max_step'] for e in parts)} step ({inputs})"
+    return f"NO: {differ:,} of {values:,} values differ, max {max(e['max_step'] for e in parts)} step(s) ({inputs})"
 
 
 def _md_table(report: dict) -> List[str]:
@@ -345,7 +345,7 @@ def summary_line(r: dict) -> str:
             parts_ = [e for e in (be, be.get("evaluation")) if e and "values" in e]
             differ = sum(e["values"] - e["equal"] for e in parts_)
             exact = (f"bit-exact NO ({differ:,} of {sum(e['values'] for e in parts_):,} values, max "
-                     f"{max((e['max_step'] for e in parts_), default=0)} step)") if parts_ else "bit-exact NO"
+                     f"{max((e['max_step'] for e in parts_), default=0)} step(s))") if parts_ else "bit-exact NO"
         parts.append(f"{name.upper()}{acc} {exact}")
     parts.append(f"deployed {r['deployed'].upper()}: {r['flash_bytes']:,} B flash, {r['arena_bytes']:,} B arena")
     return "; ".join(p for p in parts if p)

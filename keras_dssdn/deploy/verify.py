@@ -217,7 +217,7 @@ def describe_exactness(entry: dict) -> str:
         return f"bit-exact on {entry['inputs']:,} inputs ({entry['values']:,} values)"
     outputs = ", ".join(f"output {k}: {v}" for k, v in entry["differing_outputs"].items())
     return (f"NOT bit-exact: {entry['values'] - entry['equal']:,} of {entry['values']:,} values differ (max "
-            f"{entry['max_step']} step; {outputs}; model output written by {entry.get('output_operator', '?')}) "
+            f"{entry['max_step']} step{'s' if entry['max_step'] != 1 else ''}; {outputs}; model output written by {entry.get('output_operator', '?')}) "
             f"on {entry['mismatching_inputs']} of {entry['inputs']:,} inputs; decisions changed: "
             f"{entry['segment_decisions_changed']} segments, {entry['clip_decisions_changed']} of {entry['clips']} "
             f"clips")
