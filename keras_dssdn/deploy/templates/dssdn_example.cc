@@ -23,6 +23,7 @@
 //   int best = SceneClipResult(probabilities);    // average over the segments so far, then reset
 #include <atomic>
 #include <cstdint>
+#include <new>
 
 #include "dssdn_frontend.h"
 #include "dssdn_model_data.h"
@@ -64,6 +65,11 @@ const char* SceneStatusText(int status) {
 namespace {
 alignas(16) uint8_t tensor_arena[dssdn::kTensorArenaSize];
 dssdn_frontend frontend;                   // DSSDN_FE_RAM_BYTES
+// The resolver and the interpreter live in static storage, built in place by SceneSetup (no heap, and
+// no function-local statics, which would need the C++ runtime's thread-safe guards on bare metal).
+alignas(dssdn::OpResolver) uint8_t resolver_storage[sizeof(dssdn::OpResolver)];
+alignas(tflite::MicroInterpreter) uint8_t interpreter_storage[sizeof(tflite::MicroInterpreter)];
+dssdn::OpResolver* resolver = nullptr;
 tflite::MicroInterpreter* interpreter = nullptr;
 float clip_sum[dssdn::kNumClasses];        // summed probabilities of the clip's segments
 int clip_segments = 0;
@@ -114,16 +120,15 @@ void ResetStream() {
 int SceneSetup(int32_t sample_rate_hz) {
   if (sample_rate_hz != DSSDN_FE_SAMPLE_RATE) return kSceneErrorSampleRate;
   if (interpreter == nullptr) {
-    static dssdn::OpResolver resolver;
-    static bool registered = false;  // a MicroMutableOpResolver<N> is full after N registrations
-    if (!registered) {
-      if (dssdn::RegisterOperators(resolver) != kTfLiteOk) return kSceneErrorOperators;
-      registered = true;
+    if (resolver == nullptr) {  // a MicroMutableOpResolver<N> is full after N registrations: register once
+      dssdn::OpResolver* fresh = new (resolver_storage) dssdn::OpResolver();
+      if (dssdn::RegisterOperators(*fresh) != kTfLiteOk) return kSceneErrorOperators;
+      resolver = fresh;
     }
-    static tflite::MicroInterpreter static_interpreter(tflite::GetModel(g_dssdn_model_data), resolver,
-                                                       tensor_arena, dssdn::kTensorArenaSize);
-    if (static_interpreter.AllocateTensors() != kTfLiteOk) return kSceneErrorArena;
-    interpreter = &static_interpreter;
+    tflite::MicroInterpreter* built = new (interpreter_storage) tflite::MicroInterpreter(
+        tflite::GetModel(g_dssdn_model_data), *resolver, tensor_arena, dssdn::kTensorArenaSize);
+    if (built->AllocateTensors() != kTfLiteOk) return kSceneErrorArena;
+    interpreter = built;
   }
   ResetStream();
   return kSceneOk;
