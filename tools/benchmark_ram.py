@@ -33,7 +33,7 @@ def measure_preset(size: str, seconds: float) -> dict:
     measured = ram.measured_arena(int8)
     return {"size": size, "seconds": seconds, "input_shape": list(shape), "keras_estimate": keras_estimate.to_dict(),
             "int8_estimate": int8_estimate.to_dict(), "measured_min": measured,
-            "device_ram": ram.device_ram(measured, fe), "wall_seconds": round(time.time() - t, 1)}
+            "device_ram": ram.device_ram(measured, fe, ram.flatbuffer_macs(int8)), "wall_seconds": round(time.time() - t, 1)}
 
 
 def table(rows) -> str:

@@ -147,7 +147,7 @@ class ComplexityReport:
                   f"biases/shapes, {self.int8['file']:,} bytes in the file")
         if self.ram is not None:
             s += (f", device RAM {self.ram['total']:,} B (TFLM arena estimate {self.ram['arena']:,} + front end "
-                  f"{self.ram['frontend']:,} + audio buffer {self.ram['audio_buffer']:,})")
+                  f"{self.ram['frontend']:,} + audio ring {self.ram['audio_buffer']:,})")
         return s
 
     def to_dict(self) -> dict:
@@ -197,7 +197,7 @@ def profile(model: keras.Model, input_shape: Optional[Sequence[int]] = None, *, 
         from keras_dssdn.analysis import ram as ram_module
 
         arena = ram_module.plan_arena(flatbuffer) if flatbuffer else ram_module.estimate_model_arena(sized)
-        report.ram = ram_module.device_ram(arena.total, frontend)
+        report.ram = ram_module.device_ram(arena.total, frontend, report.macs)
     return report
 
 

@@ -11,7 +11,12 @@
   (no calibration; the graph is the int8 one's), then planned as int8.
 * :func:`measured_arena` -- the smallest arena that allocates and runs in the TFLM interpreter
   (:func:`keras_dssdn.deploy.micro.measure_arena`, bisection to the byte).
-* :func:`device_ram` -- arena + the C front end's state + an audio buffer: what a chip must hold.
+* :func:`audio_ring` -- the audio that arrives while ``Invoke()`` runs: the ring buffer of the streaming
+  example (``micro/dssdn_example.cc``), sized from the model's MACs, a cycles-per-MAC figure and a clock
+  (:data:`MODEL_CYCLES_PER_MAC`, :data:`DEFAULT_MCU_CLOCK_HZ`); :func:`flatbuffer_macs` counts the MACs of a
+  ``.tflite``;
+* :func:`device_ram` -- arena + the C front end's state + the audio ring: what a chip must hold;
+  :func:`ram_headroom` -- what is left of a part's RAM, and the clock at which the ring would fit.
 
 How close the estimate is to TFLM's figure is measured in docs/deployment.md ("RAM"). Sizes in bytes.
 """
@@ -19,6 +24,7 @@ How close the estimate is to TFLM's figure is measured in docs/deployment.md ("R
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -36,6 +42,24 @@ DEFAULT_OP_DATA_BYTES = 64
 FIXED_TAIL_BYTES = 4096
 #: TFLM aligns every planned buffer to 16 bytes.
 ALIGNMENT = 16
+
+#: The clock the audio ring is sized for by default (Hz; ``ExportSettings.mcu_clock_hz``): 80 MHz is the top
+#: clock of the low-power Cortex-M4F parts that have 128 KB of SRAM (e.g. STM32L476: 80 MHz, 128 KB), the class
+#: of part dcase_mcu_1s targets; a faster part needs a smaller ring (the report gives the clock that fits).
+DEFAULT_MCU_CLOCK_HZ = 80_000_000
+#: Cycles per multiply-accumulate of an int8 DSSDN in TFLM with CMSIS-NN kernels on a Cortex-M4F. A PLANNING
+#: FIGURE, NOT A MEASUREMENT: CMSIS-NN's paper (Lai, Suda and Chandra 2018, arXiv 1801.06601) ran a CIFAR-10 CNN
+#: (three 5x5 convolutions, about 12 M MACs) at roughly 1.7 cycles per MAC on a Cortex-M7; a DSSDN is 1x1 and
+#: depthwise (k x 1, 1 x k) convolutions, ECA and concatenations on small tensors, where per-operator overhead
+#: and the depthwise kernels (no 4-way SIMD reuse) cost more, and a Cortex-M4 issues one instruction per cycle,
+#: so 4 is taken here. The instruction counts measured in an emulator (QEMU, issue 22) are in docs/firmware.md;
+#: replace this figure with them (``ExportSettings.mcu_cycles_per_mac`` overrides it per export).
+MODEL_CYCLES_PER_MAC = 4.0
+#: Hops of audio the ring holds besides one Invoke(): the DMA block being written (at most a hop) and the column
+#: the front end is computing when a segment completes.
+RING_EXTRA_HOPS = 2
+#: The RAM of the part the microcontroller budget names (dcase_mcu_1s): 128 KB.
+PART_RAM_BYTES = 128 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,20 +176,84 @@ def measured_arena(flatbuffer: bytes) -> int:
     return int(measure_arena(flatbuffer)["min_bytes"])
 
 
-def device_ram(arena_bytes: int, frontend) -> Dict[str, int]:
-    """``{"arena", "frontend", "audio_buffer", "total"}`` bytes for a model whose log-mel front end is
-    ``frontend`` (:class:`~keras_dssdn.params.FrontEndParams`): the C front end's state
-    (:func:`keras_dssdn.deploy.cfrontend.frontend_ram_bytes`) and two hops of int16 audio."""
-    from keras_dssdn.deploy.cfrontend import audio_buffer_bytes, frontend_ram_bytes
+def flatbuffer_macs(flatbuffer: bytes) -> int:
+    """Multiply-accumulates of one Invoke() of a ``.tflite``: CONV_2D (output elements x kernel height x width x
+    input channels), DEPTHWISE_CONV_2D (output elements x kernel height x width), FULLY_CONNECTED (output elements x
+    input features); other operators count 0, as in :func:`keras_dssdn.analysis.complexity.graph_macs`."""
+    model, sub, opcode_name = _subgraph(flatbuffer)
+    total = 0
+    for k in range(sub.OperatorsLength()):
+        op = sub.Operators(k)
+        name = opcode_name(model, op.OpcodeIndex())
+        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        out = int(np.prod(sub.Tensors(op.Outputs(0)).ShapeAsNumpy()))
+        weights = [int(d) for d in sub.Tensors(op.Inputs(1)).ShapeAsNumpy()]
+        if name == "CONV_2D":  # weights (out channels, kh, kw, in channels)
+            total += out * int(np.prod(weights[1:]))
+        elif name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, channels)
+            total += out * weights[1] * weights[2]
+        else:  # weights (outputs, inputs)
+            total += out * weights[-1]
+    return int(total)
 
-    c = {"n_fft": frontend.n_fft, "hop_length": frontend.hop_length}
-    out = {"arena": int(arena_bytes), "frontend": frontend_ram_bytes(c), "audio_buffer": audio_buffer_bytes(c)}
-    out["total"] = sum(out.values())
+
+def audio_ring(sample_rate: int, hop_length: int, macs: int, clock_hz: float = DEFAULT_MCU_CLOCK_HZ,
+               cycles_per_mac: float = MODEL_CYCLES_PER_MAC) -> Dict[str, float]:
+    """The audio ring of the streaming example: what arrives during one Invoke() plus :data:`RING_EXTRA_HOPS`.
+
+    ``macs``: per Invoke (one segment); ``clock_hz``, ``cycles_per_mac``: the estimate of its time
+    (``invoke_cycles = macs * cycles_per_mac``, ``invoke_seconds = invoke_cycles / clock_hz``). Returns
+    ``sample_rate``, ``macs``, ``cycles_per_mac``, ``clock_hz``, ``invoke_cycles``, ``invoke_seconds``,
+    ``samples`` (``ceil(rate * invoke_seconds) + 2 hops``) and ``bytes`` (int16, plus the one empty slot of a
+    lock-free ring). Raises ValueError when a clock or cycle figure is not positive."""
+    if not clock_hz > 0 or not cycles_per_mac > 0:
+        raise ValueError(f"clock_hz and cycles_per_mac must be > 0, got {clock_hz!r} and {cycles_per_mac!r}.")
+    cycles = int(math.ceil(macs * cycles_per_mac))
+    seconds = cycles / float(clock_hz)
+    samples = int(math.ceil(sample_rate * seconds)) + RING_EXTRA_HOPS * int(hop_length)
+    return {"sample_rate": int(sample_rate), "macs": int(macs), "cycles_per_mac": float(cycles_per_mac),
+            "clock_hz": float(clock_hz), "invoke_cycles": cycles, "invoke_seconds": seconds, "samples": samples,
+            "bytes": 2 * (samples + 1)}
+
+
+def device_ram(arena_bytes: int, frontend, macs: int, clock_hz: float = DEFAULT_MCU_CLOCK_HZ,
+               cycles_per_mac: float = MODEL_CYCLES_PER_MAC) -> Dict[str, int]:
+    """``{"arena", "frontend", "audio_buffer", "total"}`` bytes for a model of ``macs`` per segment whose log-mel
+    front end is ``frontend`` (:class:`~keras_dssdn.params.FrontEndParams`): the C front end's state
+    (:func:`keras_dssdn.deploy.cfrontend.frontend_ram_bytes`) and the audio ring (:func:`audio_ring`: the audio of
+    one Invoke() at ``clock_hz`` plus two hops), int16."""
+    from keras_dssdn.deploy.cfrontend import frontend_ram_bytes
+
+    ring = audio_ring(frontend.sample_rate, frontend.hop_length, macs, clock_hz, cycles_per_mac)
+    out = {"arena": int(arena_bytes), "frontend": frontend_ram_bytes({"n_fft": frontend.n_fft}),
+           "audio_buffer": int(ring["bytes"])}
+    out["total"] = out["arena"] + out["frontend"] + out["audio_buffer"]
     return out
 
 
-def estimate_device_ram(model, frontend, seconds: Optional[float] = None) -> Dict[str, int]:
-    """:func:`device_ram` with the arena of :func:`estimate_model_arena` (``seconds``: the input length under
-    ``frontend``; default the model's own input)."""
-    shape = frontend.input_shape(seconds) if seconds is not None else None
-    return device_ram(estimate_model_arena(model, shape).total, frontend)
+def ram_headroom(total_bytes: int, arena_bytes: int, frontend_bytes: int, ring: Dict[str, float],
+                 hop_length: int, part_bytes: int = PART_RAM_BYTES) -> dict:
+    """What is left of a part's RAM (``part_bytes``) and what it would take to fit: ``part_bytes``,
+    ``headroom_bytes`` (negative: over), ``fits``, and ``min_clock_hz`` (the lowest clock at which the ring of
+    ``ring`` (:func:`audio_ring`) fits beside the arena and the front end; None when even an instant Invoke()
+    would not fit)."""
+    free = part_bytes - arena_bytes - frontend_bytes - 2 * (RING_EXTRA_HOPS * hop_length + 1)
+    samples = free // 2  # samples that may arrive during Invoke()
+    min_clock = None
+    if samples > 0:
+        min_clock = float(math.ceil(ring["invoke_cycles"] * ring["sample_rate"] / samples))
+    return {"part_bytes": int(part_bytes), "headroom_bytes": int(part_bytes - total_bytes),
+            "fits": bool(total_bytes <= part_bytes), "min_clock_hz": min_clock}
+
+
+def estimate_device_ram(model, frontend, seconds: Optional[float] = None, **timing) -> Dict[str, int]:
+    """:func:`device_ram` with the arena of :func:`estimate_model_arena` and the model's MACs (``seconds``: the
+    input length under ``frontend``; default the model's own input; ``timing``: ``clock_hz``,
+    ``cycles_per_mac``)."""
+    from keras_dssdn.analysis.complexity import graph_macs
+
+    shape = frontend.input_shape(seconds) if seconds is not None else tuple(model.inputs[0].shape[1:])
+    macs = sum(graph_macs(model, shape).values())
+    return device_ram(estimate_model_arena(model, shape if seconds is not None else None).total, frontend, macs,
+                      **timing)

@@ -27,7 +27,9 @@ for the inputs) and leaves no bundle behind:
    and int8 accuracy / log loss on the evaluate split, and the real inputs of
    the bit-exactness check;
 6. **verify** (:func:`keras_dssdn.deploy.verify.verify`): float parity, TFLM
-   operators, arena, TFLM == TFLite reference kernels bit for bit;
+   operators, arena, TFLM vs TFLite reference kernels on the verification inputs and on
+   every example of the evaluation set (counted; bit-exact claimed only where every value
+   matched; more than one step, or a decision changed beyond a near-tie, fails);
 6b. **flash cuts** (:func:`keras_dssdn.deploy.slim.slim_model`): the deployed int8
    model without tensor names and repeated zero points, for ``micro/`` (TFLM only:
    ``model_int8.tflite`` stays the converter's, for TFLite); TFLM's outputs and arena
@@ -57,6 +59,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 
+from keras_dssdn.analysis.ram import audio_ring, flatbuffer_macs
 from keras_dssdn.deploy import cfrontend, csources
 from keras_dssdn.deploy.calibrate import calibrate
 from keras_dssdn.deploy.convert import Conversion, convert
@@ -123,10 +126,13 @@ def device_constants(prep: PreparedModel, deployed: bytes) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: dict, consts: dict) -> Dict[str, str]:
-    """``micro/``: model array (``deployed``: the slimmed flatbuffer), op resolver, model settings, the C front
-    end, the streaming example."""
-    settings = {"arena_bytes": checks["arena"]["recommended_bytes"], "arena_min_bytes": checks["arena"]["min_bytes"],
+def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: dict, consts: dict,
+                   ring: dict) -> Dict[str, str]:
+    """``micro/``: model array (``deployed``: the slimmed flatbuffer), op resolver, model settings (with the audio
+    ring: :func:`keras_dssdn.analysis.ram.audio_ring`), the C front end, the streaming example."""
+    settings = {"sample_rate": consts["sample_rate"], "macs": ring["macs"], "cycles_per_mac": ring["cycles_per_mac"],
+                "clock_hz": ring["clock_hz"], "invoke_cycles": ring["invoke_cycles"],
+                "invoke_seconds": ring["invoke_seconds"], "ring_samples": ring["samples"],"arena_bytes": checks["arena"]["recommended_bytes"], "arena_min_bytes": checks["arena"]["min_bytes"],
                 "model_bytes": len(deployed), "input_shape": [1, *prep.input_shape],
                 "input_scale": consts["input_quantization"]["scale"],
                 "input_zero_point": consts["input_quantization"]["zero_point"],
@@ -162,14 +168,15 @@ MICRO_MODEL = "model_int8_micro.tflite"
 
 
 def bundle_files(prep: PreparedModel, conversion: Conversion, chosen: str, checks: dict,
-                 consts: dict, device_model: bytes) -> Dict[str, Union[bytes, str]]:
+                 consts: dict, device_model: bytes, ring: dict) -> Dict[str, Union[bytes, str]]:
     """Every file of the bundle but the report and the manifest: ``{relative path: bytes or text}``.
     ``checks``: :func:`keras_dssdn.deploy.verify.check_int8` of the deployed model; ``device_model``: its
-    slimmed flatbuffer (:mod:`keras_dssdn.deploy.slim`), written as :data:`MICRO_MODEL` and ``micro/``'s array."""
+    slimmed flatbuffer (:mod:`keras_dssdn.deploy.slim`), written as :data:`MICRO_MODEL` and ``micro/``'s array;
+    ``ring``: the audio ring (:func:`keras_dssdn.analysis.ram.audio_ring`)."""
     files: Dict[str, Union[bytes, str]] = {"model_float.tflite": conversion.float_model,
                                            "model_int8.tflite": conversion.int8[chosen], MICRO_MODEL: device_model}
     files.update({f"model_int8_{name}.tflite": fb for name, fb in conversion.int8.items()})
-    micro_files = _micro_sources(prep, device_model, chosen, checks, consts)
+    micro_files = _micro_sources(prep, device_model, chosen, checks, consts, ring)
     files.update({f"micro/{name}": text for name, text in micro_files.items()})
     files["frontend.json"] = consts
     files["frontend.npz"] = _frontend_npz(prep, consts)
@@ -302,17 +309,19 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     metrics, pool = _evaluate(prep, conversion, evaluation, settings.data.num_verify, log)
     inputs, verify_report = verification_inputs(settings.data.verify_inputs, pool, calibration.examples,
                                                 settings.data.num_verify, prep.input_shape)
-    verification = verify(prep.core, conversion, inputs, log)
+    verification = verify(prep.core, conversion, inputs, log, evaluation=evaluation)
     chosen = choose_deployed(settings.deploy, conversion.int8, metrics)
     drop = accuracy_drop(metrics, chosen, settings.max_accuracy_drop)
     consts = device_constants(prep, conversion.int8[chosen])
     slimmed = _slim(conversion, chosen, inputs, calibration.examples, verification.int8[chosen]["arena"], log)
-    files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts, slimmed.model)
+    ring = audio_ring(int(consts["sample_rate"]), int(consts["hop_length"]), flatbuffer_macs(conversion.int8[chosen]),
+                      settings.mcu_clock_hz, settings.mcu_cycles_per_mac)
+    files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts, slimmed.model, ring)
     c_frontend = _check_c_frontend(prep, files, consts, slimmed.model, verification.int8[chosen],
                                    settings, sources, log)
     data_report = {"calibration": calibration.report, "evaluation": eval_report, "verification": verify_report}
     report = build_report(prep, data_report, conversion, verification, metrics, chosen, drop, consts,
-                          settings.command, str(out), c_frontend, slimmed.report)
+                          settings.command, str(out), c_frontend, slimmed.report, ring)
     written = write_bundle(out, files, report, slimmed.model, force=settings.force, started=started)
     log(f"  bundle written: {out} ({chosen.upper()} deployed, {report['flash_bytes']:,} B flash, "
         f"{report['arena_bytes']:,} B arena) in {report['seconds']:.0f} s")

@@ -11,7 +11,8 @@ the int8 quantisation, fused per band. Every number in it comes from the constan
 * :func:`check_supported` -- :class:`~keras_dssdn.errors.FrontEndError` for a front end the C code cannot
   reproduce (raised before an export converts anything);
 * :func:`frontend_c_sources` -- ``{file name: text}``;
-* :func:`frontend_ram_bytes`, :func:`frontend_flash_bytes`, :func:`audio_buffer_bytes` -- what it costs.
+* :func:`frontend_ram_bytes`, :func:`frontend_flash_bytes` -- what it costs (the audio ring of the streaming
+  example: :func:`keras_dssdn.analysis.ram.audio_ring`).
 
 Sizes in bytes; the RAM figure is an upper bound of ``sizeof(dssdn_frontend)`` on 32- and 64-bit targets
 (the generated C checks it at compile time).
@@ -74,12 +75,6 @@ def frontend_flash_bytes(constants: dict) -> int:
     and the fused int8 map (two floats)."""
     n, n_mels = int(constants["n_fft"]), int(constants["n_mels"])
     return 4 * n + 4 * n + 4 * len(constants["mel_filterbank"]["weights"]) + n_mels * (2 + 2 + 4 + 4 + 4)
-
-
-def audio_buffer_bytes(constants: dict) -> int:
-    """An application's audio buffer for the stream: two hops of int16 (DMA double buffering); the front end
-    itself keeps no more audio than its ring."""
-    return 2 * 2 * int(constants["hop_length"])
 
 
 def _twiddles(n_fft: int):

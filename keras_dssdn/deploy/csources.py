@@ -105,15 +105,21 @@ def model_settings_sources(settings: dict, namespace: str = "dssdn",
     ``settings`` keys: ``arena_bytes``, ``arena_min_bytes``, ``model_bytes``
     (bytes), ``input_shape`` (with batch: ``[1, n_mels, frames, 1]``),
     ``input_scale``, ``input_zero_point``, ``output_scale``,
-    ``output_zero_point``, ``class_names``.
+    ``output_zero_point``, ``class_names``; the audio ring (:func:`keras_dssdn.analysis.ram.audio_ring`):
+    ``sample_rate`` (Hz), ``macs`` (per Invoke), ``cycles_per_mac``, ``clock_hz``, ``invoke_cycles``,
+    ``invoke_seconds``, ``ring_samples``.
     """
     s, shape = settings, list(settings["input_shape"])
+    ring = dict(sample_rate=int(s["sample_rate"]), macs=f"{int(s['macs']):,}", cycles_per_mac=f"{s['cycles_per_mac']:g}",
+                clock_hz=int(s["clock_hz"]), invoke_cycles=int(s["invoke_cycles"]),
+                invoke_ms=f"{1000 * s['invoke_seconds']:.1f}", ring_samples=int(s["ring_samples"]),
+                ring_bytes=2 * (int(s["ring_samples"]) + 1))
     h = render("model_settings.h.tmpl", generated=GENERATED, guard=_guard(header_name), namespace=namespace,
                arena_bytes=s["arena_bytes"], arena_min_bytes=s["arena_min_bytes"], model_bytes=s["model_bytes"],
                shape=shape, n_mels=shape[1], frames=shape[2], input_elements=int(np.prod(shape)),
                input_scale=_c_float(s["input_scale"]), input_zero_point=int(s["input_zero_point"]),
                n_classes=len(s["class_names"]), output_scale=_c_float(s["output_scale"]),
-               output_zero_point=int(s["output_zero_point"]))
+               output_zero_point=int(s["output_zero_point"]), **ring)
     names = ",\n".join("  " + _c_string(n) for n in s["class_names"])
     cc = render("model_settings.cc.tmpl", generated=GENERATED, header=header_name, namespace=namespace, names=names)
     return {header_name: h, _source_name(header_name): cc}

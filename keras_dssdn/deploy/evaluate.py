@@ -2,8 +2,9 @@
 
 The float model is the Keras one; the int8 models run in TFLite's reference
 kernels (:class:`keras_dssdn.inference.evaluate.TFLiteClassifier`), which
-TFLite Micro matches bit for bit (checked in :mod:`keras_dssdn.deploy.verify`),
-so their numbers are the device's. The loop is
+:mod:`keras_dssdn.deploy.verify` compares with TFLite Micro on every example
+(bit-exact, or the counts of the rounding-tie differences and the decisions
+they change), so their numbers are the device's up to those counts. The loop is
 :func:`keras_dssdn.inference.evaluate.predict_probabilities`, the metrics
 :func:`keras_dssdn.analysis.metrics.classification_metrics` (per example, and
 per clip when clips have several segments). The same pass keeps a few

@@ -94,10 +94,11 @@ KNOWN_MISMATCH_HINTS = {
                 "one step where an input lands on a rounding tie (e.g. an input scale of exactly 1/128); a slightly "
                 "different input range avoids it (another --num-calibration for PTQ; QAT widens such ranges itself)",
     "TANH": "as LOGISTIC: float lookup table (TFLite reference) vs fixed point (TFLM) at rounding ties",
-    "FULLY_CONNECTED": "with per-tensor int8 weights (e.g. tfmot's default for Dense) TFLM requantises "
-                       "FULLY_CONNECTED outputs with a different rounding than TFLite's reference kernel (1-step "
-                       "differences, measured); quantise its weights per output channel, as post-training "
-                       "quantisation does",
+    "FULLY_CONNECTED": "TFLM requantises FULLY_CONNECTED outputs with double rounding, TFLite's reference kernel "
+                       "with single rounding: 1-step differences where an accumulator lies next to a .5 tie, "
+                       "frequent with per-tensor int8 weights (e.g. tfmot's default for Dense), rare with per-channel "
+                       "weights (as post-training quantisation makes them), where the export counts and tolerates "
+                       "them unless a decision changes beyond a near-tie; quantise its weights per output channel",
 }
 
 

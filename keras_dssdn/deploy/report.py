@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 from keras_dssdn.analysis.budgets import DCASE_MAX_INT8_BYTES, DCASE_MAX_PARAMS
 from keras_dssdn.deploy.convert import Conversion
 from keras_dssdn.deploy import cfrontend
+from keras_dssdn.deploy.host_check import TIE_STEPS
 from keras_dssdn.deploy.prepare import PreparedModel
 from keras_dssdn.deploy.verify import Verification
 
@@ -59,27 +60,36 @@ def _budget_entry(parameters: int, int8_weight_bytes: int) -> dict:
             "fits": bool(parameters <= DCASE_MAX_PARAMS and int8_weight_bytes <= DCASE_MAX_INT8_BYTES)}
 
 
-def device_memory(model_bytes: int, arena_bytes: int, arena_min_bytes: int, constants: dict) -> dict:
-    """What a device needs, in bytes: ``flash`` (model array + the C front end's constants) and ``ram``
-    (tensor arena, recommended size, + front-end state + an audio buffer of two hops), each with ``total``."""
+def device_memory(model_bytes: int, arena_bytes: int, arena_min_bytes: int, constants: dict,
+                  ring: Optional[dict] = None) -> dict:
+    """What a device needs, in bytes: ``flash`` (model array + the C front end's constants) and ``ram`` (tensor
+    arena, recommended size, + front-end state + the audio ring), each with ``total``; ``audio_ring``: ``ring``
+    (:func:`keras_dssdn.analysis.ram.audio_ring`: the audio of one Invoke() at a named clock plus two hops) and
+    ``part``: the headroom on a part with 128 KB of RAM (:func:`keras_dssdn.analysis.ram.ram_headroom`).
+    Without ``ring`` the audio ring is two hops only (no Invoke() time: not a device figure)."""
+    from keras_dssdn.analysis.ram import audio_ring, ram_headroom
+
+    if ring is None:
+        ring = audio_ring(int(constants["sample_rate"]), int(constants["hop_length"]), 0)
     flash = {"model": int(model_bytes), "frontend_constants": cfrontend.frontend_flash_bytes(constants)}
     ram = {"arena": int(arena_bytes), "frontend": cfrontend.frontend_ram_bytes(constants),
-           "audio_buffer": cfrontend.audio_buffer_bytes(constants)}
+           "audio_buffer": int(ring["bytes"])}
     flash["total"], ram["total"] = sum(flash.values()), sum(ram.values())
     ram["arena_min"] = int(arena_min_bytes)
-    return {"flash": flash, "ram": ram}
+    part = ram_headroom(ram["total"], ram["arena"], ram["frontend"], ring, int(constants["hop_length"]))
+    return {"flash": flash, "ram": ram, "audio_ring": dict(ring), "part": part}
 
 
 def build_report(prep: PreparedModel, data: dict, conversion: Conversion, verification: Verification,
                  metrics: Optional[Dict[str, dict]], chosen: str, drop: Optional[float], constants: dict,
                  command: Optional[str] = None, bundle: str = "", c_frontend: Optional[dict] = None,
-                 flash_cuts: Optional[dict] = None) -> dict:
+                 flash_cuts: Optional[dict] = None, ring: Optional[dict] = None) -> dict:
     """``report.json`` (without ``seconds``, which the write step adds). ``data``: the calibration / evaluation /
     verification entries; ``metrics``: per model (None without an evaluation set); ``chosen``: the deployed
     int8 model; ``drop``: its accuracy points below float; ``constants``: the front-end constants;
     ``c_frontend``: the host check of the C front end (:func:`keras_dssdn.deploy.host_check.check_c_frontend`);
     ``flash_cuts``: :func:`keras_dssdn.deploy.slim.slim_model`'s report (the device model's bytes), None when the
-    device gets the converter's model."""
+    device gets the converter's model; ``ring``: the audio ring (:func:`keras_dssdn.analysis.ram.audio_ring`)."""
     int8 = _int8_entries(verification, metrics)
     model = _model_entry(prep)
     flash = flash_cuts["bytes_after"] if flash_cuts else len(conversion.int8[chosen])
@@ -101,7 +111,7 @@ def build_report(prep: PreparedModel, data: dict, conversion: Conversion, verifi
         "arena_bytes": int8[chosen]["arena"]["recommended_bytes"],
         "arena_min_bytes": int8[chosen]["arena"]["min_bytes"],
         "device_memory": device_memory(flash, int8[chosen]["arena"]["recommended_bytes"],
-                                       int8[chosen]["arena"]["min_bytes"], constants),
+                                       int8[chosen]["arena"]["min_bytes"], constants, ring),
         "c_frontend": c_frontend,
         "versions": versions(),
         "bundle": bundle,
@@ -153,6 +163,18 @@ def _md_metrics(m: Optional[dict]) -> str:
             f"{_num(clip.get('log_loss'))}")
 
 
+def _exact_cell(be: dict) -> str:
+    """``yes (16 inputs + 1,410 evaluation examples)`` or ``NO: 4 of 21,150 values, max 1 step``."""
+    ev = be.get("evaluation")
+    inputs = f"{be['inputs']} inputs" + (f" + {ev['inputs']:,} evaluation examples" if ev else "")
+    if be["bit_exact"]:
+        return f"yes ({inputs})"
+    parts = [e for e in (be, ev) if e]
+    differ = sum(e["values"] - e["equal"] for e in parts)
+    values = sum(e["values"] for e in parts)
+    return f"NO: {differ:,} of {values:,} values differ, max {max(e['max_step'] for e in parts)} step(s) ({inputs})"
+
+
 def _md_table(report: dict) -> List[str]:
     lines = ["", "## Accuracy and size", "",
              "| model | accuracy | log loss | clip accuracy | clip log loss | file bytes | int8 weight bytes | "
@@ -161,17 +183,51 @@ def _md_table(report: dict) -> List[str]:
              f"| float (Keras) | {_md_metrics(report['float'].get('metrics'))} | "
              f"{report['float']['bytes']:,} (float TFLite) | - | - | - |"]
     for name, v in report["int8"].items():
-        be = v["bit_exactness"]
         lines.append(
             f"| int8 {name.upper()}{' (deployed)' if name == report['deployed'] else ''} | "
             f"{_md_metrics(v.get('metrics'))} | {v['bytes']['file']:,} | {v['bytes']['int8_weights']:,} | "
-            f"{v['arena']['min_bytes']:,} / {v['arena']['recommended_bytes']:,} | "
-            f"{'yes' if be['bit_exact'] else 'NO'} ({be['inputs']} inputs) |")
+            f"{v['arena']['min_bytes']:,} / {v['arena']['recommended_bytes']:,} | {_exact_cell(v['bit_exactness'])} |")
     if report.get("deployed_accuracy_drop_points") is not None:
+        exact = report["int8"][report["deployed"]]["bit_exactness"]["bit_exact"]
         lines += ["", f"Deployed int8 accuracy is {report['deployed_accuracy_drop_points']:+.2f} points below float "
-                      "(negative: above). int8 numbers come from TFLite's reference kernels, which TFLM matched bit "
-                      "for bit on the verification inputs."]
-    return lines
+                      "(negative: above). int8 numbers come from TFLite's reference kernels, "
+                      + ("which TFLM matched bit for bit on every input compared." if exact else
+                         "which TFLM did NOT match on every value: see \"TFLM vs TFLite reference kernels\" for "
+                         "the counts and the decisions that changed.")]
+    return lines + _md_exactness(report)
+
+
+def _md_exactness_row(model: str, where: str, e: dict) -> str:
+    outputs = ", ".join(f"{k} ({v})" for k, v in e.get("differing_outputs", {}).items()) or "-"
+    seg = f"{e.get('segment_decisions_changed', 0)} / {e['inputs']:,}"
+    clip = f"{e.get('clip_decisions_changed', 0)} / {e.get('clips', e['inputs']):,}"
+    margins = e.get("segment_flip_margins", []) + e.get("clip_flip_margins", [])
+    if margins:
+        clip += f" (reference-path margins {', '.join(f'{m:g}' for m in margins)} steps)"
+    return (f"| {model} | {where} | {e['values']:,} | {e['equal']:,} | {e.get('max_step', e.get('max_abs_diff', 0))} "
+            f"| {outputs} | {seg} | {clip} |")
+
+
+def _md_exactness(report: dict) -> List[str]:
+    """Per int8 model: TFLM vs the reference kernels on the verification inputs and the evaluation set."""
+    rows = []
+    for name, v in report["int8"].items():
+        be = v["bit_exactness"]
+        if "values" not in be:
+            continue  # a report written before the counts existed
+        rows.append(_md_exactness_row(name.upper(), "verification inputs", be))
+        if be.get("evaluation"):
+            rows.append(_md_exactness_row(name.upper(), "evaluation set (every example)", be["evaluation"]))
+    if not rows:
+        return []
+    return ["", "## TFLM vs TFLite reference kernels", "",
+            "Every int8 output value of TFLM compared with LiteRT's reference kernels on the same int8 inputs. "
+            "\"Bit-exact\" is claimed only where every value matched. Decisions: argmax per segment, and of the "
+            "outputs averaged over a clip; a changed decision fails the export unless the reference kernels' top "
+            f"two classes were within {TIE_STEPS:g} output steps (a near-tie, the rule of the C front end's check).",
+            "",
+            "| model | inputs | values | equal | max step | outputs that differed (inputs) | segment decisions "
+            "changed | clip decisions changed |", "|---|---|---:|---:|---:|---|---:|---:|"] + rows
 
 
 def _md_budget_and_operators(report: dict) -> List[str]:
@@ -201,6 +257,33 @@ def _md_parity_row(what: str, entry: dict) -> str:
             + (f" ({d['near_tie_flips']} near-tie flips)" if d.get("near_tie_flips") else "") + " |")
 
 
+def _ring_label(ring: Optional[dict]) -> str:
+    if not ring:
+        return "audio buffer"
+    return (f"audio ring (`kAudioRingSamples` {ring['samples']:,} int16: one Invoke() of "
+            f"{1000 * ring['invoke_seconds']:.1f} ms, estimated as {ring['macs']:,} MACs x "
+            f"{ring['cycles_per_mac']:g} cycles / {ring['clock_hz'] / 1e6:g} MHz, at {ring['sample_rate']:,} Hz, "
+            "+ two hops)")
+
+
+def _md_part(part: Optional[dict], ring: Optional[dict]) -> List[str]:
+    """The headroom on a 128 KB part and what it takes when the total does not fit."""
+    if not part:
+        return []
+    line = (f"On a part with {part['part_bytes']:,} B of RAM: headroom {part['headroom_bytes']:+,} B "
+            f"({'fits' if part['fits'] else 'does NOT fit'}).")
+    clock = part.get("min_clock_hz")
+    if ring and not part["fits"]:
+        line += (f" The audio ring would fit at a clock of {math.ceil(clock / 1e6)} MHz or more (same cycles per MAC)"
+                 if clock else " Even an instant Invoke() would not fit: a smaller arena or front end is needed")
+        line += "; or fewer mel bands, or a lower sample rate (frontend.sample_rate: the ring scales with it)."
+    elif ring and clock:
+        line += f" The ring fits down to a clock of {math.ceil(clock / 1e6)} MHz (same cycles per MAC)."
+    return ["", line, "The Invoke() time is an estimate from a planning figure for the cycles per MAC "
+            "(keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC; measured instruction counts: docs/firmware.md); "
+            "the front end's own time is not in it."]
+
+
 def _md_device(report: dict) -> List[str]:
     """Memory totals and the C front end's host check."""
     mem, check, cuts = report.get("device_memory"), report.get("c_frontend"), report.get("flash_cuts")
@@ -219,8 +302,9 @@ def _md_device(report: dict) -> List[str]:
                   f"| **flash total** (without code) | **{f['total']:,}** |",
                   f"| RAM: tensor arena (recommended; measured minimum {r['arena_min']:,}) | {r['arena']:,} |",
                   f"| RAM: front end (`DSSDN_FE_RAM_BYTES`) | {r['frontend']:,} |",
-                  f"| RAM: audio buffer (two hops of int16) | {r['audio_buffer']:,} |",
+                  f"| RAM: {_ring_label(mem.get('audio_ring'))} | {r['audio_buffer']:,} |",
                   f"| **RAM total** | **{r['total']:,}** |"]
+        lines += _md_part(mem.get("part"), mem.get("audio_ring"))
     if check:
         lines += ["", "## C front end vs the training front end (host)", ""]
         if check.get("skipped"):
@@ -254,6 +338,14 @@ def summary_line(r: dict) -> str:
     for name, v in r["int8"].items():
         mm = v.get("metrics")
         acc = f" acc {_pct(mm['accuracy'])}" if mm else ""
-        parts.append(f"{name.upper()}{acc} bit-exact {'yes' if v['bit_exactness']['bit_exact'] else 'NO'}")
+        be = v["bit_exactness"]
+        if be["bit_exact"]:
+            exact = "bit-exact yes"
+        else:
+            parts_ = [e for e in (be, be.get("evaluation")) if e and "values" in e]
+            differ = sum(e["values"] - e["equal"] for e in parts_)
+            exact = (f"bit-exact NO ({differ:,} of {sum(e['values'] for e in parts_):,} values, max "
+                     f"{max((e['max_step'] for e in parts_), default=0)} step(s))") if parts_ else "bit-exact NO"
+        parts.append(f"{name.upper()}{acc} {exact}")
     parts.append(f"deployed {r['deployed'].upper()}: {r['flash_bytes']:,} B flash, {r['arena_bytes']:,} B arena")
     return "; ".join(p for p in parts if p)

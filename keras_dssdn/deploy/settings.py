@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Optional, Sequence
 
+from keras_dssdn.analysis.ram import DEFAULT_MCU_CLOCK_HZ, MODEL_CYCLES_PER_MAC
 from keras_dssdn.errors import ConfigError
 from keras_dssdn.params import FrontEndParams
 
@@ -91,7 +92,11 @@ class ExportSettings:
     """All options of an export. ``deploy``: the int8 model of the device files, ``"ptq"``, ``"qat"`` or
     ``"best"`` (higher int8 accuracy on the evaluation set, PTQ on ties or without QAT).
     ``max_accuracy_drop``: fail when the deployed int8 accuracy is more than this many points below float.
-    ``force``: replace an existing bundle. ``command``: recorded in the report."""
+    ``force``: replace an existing bundle. ``command``: recorded in the report.
+    ``mcu_clock_hz`` (Hz) and ``mcu_cycles_per_mac``: the target core's clock and the model's cycles per
+    multiply-accumulate, which size the audio ring that holds the audio arriving during Invoke()
+    (:func:`keras_dssdn.analysis.ram.audio_ring`; defaults :data:`~keras_dssdn.analysis.ram.DEFAULT_MCU_CLOCK_HZ`,
+    80 MHz, and the planning figure :data:`~keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC`)."""
 
     model: ModelOverrides = ModelOverrides()
     data: DataSettings = DataSettings()
@@ -100,8 +105,14 @@ class ExportSettings:
     max_accuracy_drop: Optional[float] = None
     force: bool = False
     command: Optional[str] = None
+    mcu_clock_hz: float = DEFAULT_MCU_CLOCK_HZ
+    mcu_cycles_per_mac: float = MODEL_CYCLES_PER_MAC
 
     def __post_init__(self):
+        for key in ("mcu_clock_hz", "mcu_cycles_per_mac"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{key} must be a number > 0, got {value!r}.")
         if self.deploy not in DEPLOY_CHOICES:
             raise ConfigError(f"deploy must be 'best', 'ptq' or 'qat', got {self.deploy!r}.")
         if self.deploy == "qat" and self.qat.epochs <= 0:
@@ -113,14 +124,16 @@ class ExportSettings:
     def from_options(cls, **options) -> "ExportSettings":
         """Settings from the flat keywords of :func:`~keras_dssdn.deploy.bundle.export_bundle`: each field of
         :class:`DataSettings` and :class:`ModelOverrides` by name, ``qat_epochs`` / ``qat_train`` /
-        ``qat_options``, ``deploy``, ``max_accuracy_drop``, ``force``, ``command``."""
+        ``qat_options``, ``deploy``, ``max_accuracy_drop``, ``force``, ``command``, ``mcu_clock_hz``,
+        ``mcu_cycles_per_mac``."""
         groups = {"model": ModelOverrides, "data": DataSettings}
         picked = {group: {f.name: options.pop(f.name) for f in dataclasses.fields(kind) if f.name in options}
                   for group, kind in groups.items()}
         qat = {name: options.pop(f"qat_{name}") for name in ("epochs", "train", "options") if f"qat_{name}" in options}
         if qat.get("options") is None:
             qat.pop("options", None)
-        unknown = sorted(set(options) - {"deploy", "max_accuracy_drop", "force", "command"})
+        unknown = sorted(set(options) - {"deploy", "max_accuracy_drop", "force", "command", "mcu_clock_hz",
+                                         "mcu_cycles_per_mac"})
         if unknown:
             raise TypeError(f"export_bundle() got unexpected keyword argument(s) {', '.join(unknown)}.")
         return cls(model=ModelOverrides(**picked["model"]), data=DataSettings(**picked["data"]),

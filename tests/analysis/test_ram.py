@@ -34,9 +34,11 @@ def test_estimate_is_close_to_the_tflm_interpreter(tmp_path):
 
 
 def test_device_ram_adds_the_front_end_and_an_audio_buffer():
-    out = ram.device_ram(100_000, DEFAULT_FRONTEND)
-    assert out == {"arena": 100_000, "frontend": 6 * 2048 + 16, "audio_buffer": 4 * 1024,
-                   "total": 100_000 + 6 * 2048 + 16 + 4 * 1024}
+    # 2 M MACs x 4 cycles at 80 MHz = 100 ms of Invoke(): 4,410 samples at 44.1 kHz, + two hops, + one empty slot
+    out = ram.device_ram(100_000, DEFAULT_FRONTEND, 2_000_000, clock_hz=80e6, cycles_per_mac=4.0)
+    ring = 2 * (4410 + 2 * 1024 + 1)
+    assert out == {"arena": 100_000, "frontend": 6 * 2048 + 16, "audio_buffer": ring,
+                   "total": 100_000 + 6 * 2048 + 16 + ring}
 
 
 def test_complexity_reports_ram():

@@ -81,7 +81,8 @@ def test_generated_sources_compile_and_the_streaming_example_runs(tmp_path):
     files.update(csources.model_settings_sources({
         "arena_bytes": 4096, "arena_min_bytes": 4000, "model_bytes": 40, "input_shape": [1, 16, frames, 1],
         "input_scale": 0.05, "input_zero_point": -3, "output_scale": 1 / 256, "output_zero_point": -128,
-        "class_names": ["cafe/restaurant", 'say "hi"', "c"]}))
+        "class_names": ["cafe/restaurant", 'say "hi"', "c"], "sample_rate": 16000, "macs": 1000, "cycles_per_mac": 4.0,
+        "clock_hz": 80e6, "invoke_cycles": 4000, "invoke_seconds": 5e-5, "ring_samples": 1024}))
     consts = frontend_constants(fe, [1, 16, frames, 1], 0.05, -3, NormalizationStats([-8.0], [4.0]), ["a"],
                                 1 / 256, -128, seconds=0.5)
     files.update(cfrontend.frontend_c_sources(consts))
@@ -93,15 +94,17 @@ def test_generated_sources_compile_and_the_streaming_example_runs(tmp_path):
         '#include <cstdio>\n#include "dssdn_op_resolver.h"\n#include "dssdn_model_data.h"\n'
         '#include "dssdn_model_settings.h"\n#include "dssdn_frontend.h"\n'
         '#include "tensorflow/lite/micro/micro_interpreter.h"\n'
-        "bool SceneSetup(); int ScenePushAudio(const int16_t*, int32_t); int SceneClipResult(float*);\n"
+        "int SceneSetup(int32_t); int32_t SceneAudioIsr(const int16_t*, int32_t); int SceneProcess();\n"
+        "int SceneClipResult(float*);\n"
         "TfLiteStatus tflite::MicroInterpreter::Invoke() { long s = 0; for (int i = 0; i < dssdn::kInputElements; ++i)"
         " s += in_.data.int8[i]; for (int c = 0; c < dssdn::kNumClasses; ++c) scores_[c] = (c == ((s % 3) + 3) % 3)"
         " ? 127 : -128; ++invocations; return kTfLiteOk; }\n"
         "int main() { static int16_t pcm[DSSDN_FE_SEGMENT_SAMPLES * 5 / 2]; float p[dssdn::kNumClasses];\n"
         "  for (int i = 0; i < DSSDN_FE_SEGMENT_SAMPLES * 5 / 2; ++i) pcm[i] = (int16_t)((i * 7919) % 20000 - 10000);\n"
-        "  int n = 0, pos = 0, chunk = 1;\n  if (!SceneSetup()) return 2;\n"
+        "  int n = 0, pos = 0, chunk = 1;\n  if (SceneSetup(DSSDN_FE_SAMPLE_RATE) != 0) return 2;\n"
         "  while (pos < DSSDN_FE_SEGMENT_SAMPLES * 5 / 2) { int k = chunk; if (k > DSSDN_FE_SEGMENT_SAMPLES * 5 / 2 - pos)"
-        " k = DSSDN_FE_SEGMENT_SAMPLES * 5 / 2 - pos; n += ScenePushAudio(pcm + pos, k); pos += k; chunk = chunk * 3 % 1001 + 1; }\n"
+        " k = DSSDN_FE_SEGMENT_SAMPLES * 5 / 2 - pos; SceneAudioIsr(pcm + pos, k); n += SceneProcess(); pos += k;"
+        " chunk = chunk * 3 % 1001 + 1; }\n"
         "  int best = SceneClipResult(p); printf(\"%d %d %.3f\\n\", n, best, p[best]);\n"
         "  return (n == 2 && best >= 0 && g_dssdn_model_data_len == 40 && dssdn_fe_window[256] > 0.99f) ? 0 : 1; }\n")
     obj = tmp_path / "dssdn_frontend.o"
@@ -135,7 +138,7 @@ def test_c_array_roundtrip_and_sparse_filterbank():
 def test_templates_are_package_files_and_fully_filled():
     from keras_dssdn.deploy import cfrontend
 
-    assert "ScenePushAudio" in csources.example_source()
+    assert "SceneAudioIsr" in csources.example_source() and "SceneProcess" in csources.example_source()
     assert "def smallest_arena" in template_text("arena_probe.py")
     consts = frontend_constants(keras_dssdn.DEFAULT_FRONTEND, [1, 128, 44, 1], 0.05, -3)
     c_files = cfrontend.frontend_c_sources(consts)
