@@ -16,7 +16,7 @@ import string
 import subprocess
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from keras_dssdn.firmware.errors import FirmwareBuildError, FirmwareFitError
 from keras_dssdn.firmware.targets import Target
@@ -78,6 +78,10 @@ class Sources:
     roots: Dict[str, str] = field(default_factory=dict)
     c_flags: Sequence[str] = C_FLAGS
     cxx_flags: Sequence[str] = CXX_FLAGS
+    #: static libraries linked after the objects, each with the make recipe that builds it (or "")
+    libraries: List[Tuple[str, str]] = field(default_factory=list)
+    #: C++ sources compiled (as a check that they build for the target) but not linked
+    compile_only: List[str] = field(default_factory=list)
 
 
 def _rooted(path: str, roots: Dict[str, str]) -> str:
@@ -98,12 +102,18 @@ def write_makefile(folder: str, target: Target, sources: Sources, program: str, 
                    opt: str = "-O2") -> str:
     """``folder/Makefile`` building ``<program>.elf`` (and ``.map``, ``.size``) from ``sources``."""
     roots = sources.roots
-    rules, objects = [], []
-    for i, (src, compiler, flags) in enumerate([(s, "$(CC)", "$(CFLAGS)") for s in sources.c]
-                                               + [(s, "$(CXX)", "$(CXXFLAGS)") for s in sources.cxx]):
+    rules, objects, checks = [], [], []
+    jobs = [(s, "$(CC)", "$(CFLAGS)", objects) for s in sources.c] + \
+        [(s, "$(CXX)", "$(CXXFLAGS)", objects) for s in sources.cxx] + \
+        [(s, "$(CXX)", "$(CXXFLAGS)", checks) for s in sources.compile_only]
+    for i, (src, compiler, flags, group) in enumerate(jobs):
         obj = _object_name(i, src)
-        objects.append(obj)
+        group.append(obj)
         rules.append(f"{obj}: {_rooted(src, roots)}\n\t@mkdir -p $(BUILD)\n\t{compiler} {flags} -c $< -o $@")
+    libs = [_rooted(os.path.abspath(lib) if os.path.isabs(lib) else lib, roots) for lib, _ in sources.libraries]
+    for lib, (_, recipe) in zip(libs, sources.libraries):
+        if recipe:
+            rules.append(f"{lib}:\n\t{recipe}")
     text = render(
         "Makefile.tmpl", target=target.name, board=target.board, description=description, program=program,
         roots="".join(f"{k} ?= {os.path.abspath(v)}\n" for k, v in roots.items()),
@@ -111,7 +121,8 @@ def write_makefile(folder: str, target: Target, sources: Sources, program: str, 
         includes=" \\\n  ".join(f"-I{_rooted(os.path.abspath(i) if os.path.isabs(i) else i, roots)}"
                                 for i in sources.includes),
         c_flags=" ".join(sources.c_flags), cxx_flags=" ".join(sources.cxx_flags), machine=target.machine,
-        objects=" \\\n  ".join(objects), rules="\n\n".join(rules))
+        objects=" \\\n  ".join(objects), checks=" ".join(checks), libraries=" ".join(libs),
+        rules="\n\n".join(rules))
     return write_text(folder, "Makefile", text)
 
 

@@ -2,8 +2,8 @@
 
 A :class:`Target` holds the compiler flags of the core and the memory map of the emulated board that runs it
 (``qemu-system-arm -M <machine>``): where code (``FLASH``) and data (``RAM``) go, and the board's free-running
-counter (the FPGA I/O block's ``COUNTER`` register, 25 MHz of QEMU's virtual clock) that gives instruction
-counts under ``-icount shift=0``. Addresses and sizes in bytes.
+counter (the FPGA I/O block's ``COUNTER`` register: 25 MHz of QEMU's virtual clock on AN386, 20 MHz on AN547,
+both checked with a loop of known length in tests/firmware) that gives instruction counts under ``-icount shift=0``. Addresses and sizes in bytes.
 
 * ``cortex-m4f`` -- Cortex-M4 with single-precision FPU, board ``mps2-an386`` (Arm MPS2+ AN386): 4 MB ZBT SSRAM1
   at 0x0 for code, 4 MB ZBT SSRAM2/3 at 0x2000_0000 for data.
@@ -42,9 +42,9 @@ TARGETS = {
     "cortex-m4f": Target("cortex-m4f", ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-mthumb"),
                          "mps2-an386", "Arm MPS2+ AN386 (Cortex-M4)", 0x0000_0000, 4 << 20, 0x2000_0000, 4 << 20,
                          0x4002_8018),
-    "cortex-m55": Target("cortex-m55", ("-mcpu=cortex-m55", "-mfloat-abi=hard", "-mthumb"),
+    "cortex-m55": Target("cortex-m55", ("-mcpu=cortex-m55", "-mfpu=auto", "-mfloat-abi=hard", "-mthumb"),
                          "mps3-an547", "Arm MPS3 AN547 (Cortex-M55)", 0x0000_0000, 512 << 10, 0x0100_0000, 2 << 20,
-                         0x4930_2018),
+                         0x4930_2018, 20_000_000),  # the AN547 model's counter: 20 MHz (calibrated by a loop)
 }
 
 

@@ -64,9 +64,11 @@ def test_a_wrong_constant_fails_on_the_target():
 
 
 @needs_arm
-def test_instruction_counts_are_calibrated(tmp_path):
+@pytest.mark.parametrize("name", ["cortex-m4f", "cortex-m55"])
+def test_instruction_counts_are_calibrated(tmp_path, name):
     """Under -icount shift=0 the board counter gives instructions to +-40: a loop of known length is counted so."""
-    project.write_target_files(str(tmp_path), M4F)
+    target = get_target(name)
+    project.write_target_files(str(tmp_path), target)
     project.write_text(str(tmp_path), "main.c", """
 #include <stdio.h>
 #include "dssdn_target.h"
@@ -78,10 +80,11 @@ int main(void) {
   return 0;
 }
 """)
-    project.write_makefile(str(tmp_path), M4F, project.Sources(c=["startup.c", "main.c"], includes=["."]), "loop", "t")
+    project.write_makefile(str(tmp_path), target, project.Sources(c=["startup.c", "main.c"], includes=["."]), "loop",
+                           "t")
     elf = project.build(str(tmp_path), "loop")
-    ticks = qemu.parse_fields(qemu.find_line(qemu.run_program(elf, M4F, timeout=30), "loop"))["ticks"]
-    assert abs(ticks * M4F.instructions_per_tick - 500_000) <= 2 * M4F.instructions_per_tick
+    ticks = qemu.parse_fields(qemu.find_line(qemu.run_program(elf, target, timeout=30), "loop"))["ticks"]
+    assert abs(ticks * target.instructions_per_tick - 500_000) <= 2 * target.instructions_per_tick
 
 
 @needs_arm
