@@ -2,6 +2,7 @@
 
     dssdn-firmware BUNDLE --tflm DIR --target cortex-m4f --kernels reference --out fw/ --run --data DIR
     dssdn-firmware BUNDLE --tflm DIR --kernels cmsis-nn --out fw-cmsis/ --ram-kb 128 --flash-kb 512
+    dssdn-firmware BUNDLE --frontend-only --data DIR      # the C front end alone on the target (no TFLM)
 
 Writes into --out (never into the bundle): the bundle's micro/ files, fw_main.cc, startup.c, dssdn_target.ld,
 a plain Makefile (liftable: `make`, `make run ARGS="..."`), the TFLM library's Makefile (--library-dir), the ELF
@@ -20,6 +21,7 @@ import argparse
 import sys
 
 from keras_dssdn.cli.common import quiet_tensorflow, run_command
+from keras_dssdn.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tflm", default=None, help="TFLM + CMSIS-NN source tree (default: $TFLM_ROOT)")
     p.add_argument("--target", default="cortex-m4f", choices=["cortex-m4f", "cortex-m55"])
     p.add_argument("--kernels", default="cmsis-nn", choices=["reference", "cmsis-nn"])
-    p.add_argument("--out", required=True, help="folder for the program (new, empty, or an earlier --out)")
+    p.add_argument("--out", default=None, help="folder for the program (new, empty, or an earlier --out)")
+    p.add_argument("--frontend-only", action="store_true",
+                   help="build and check only the bundle's C front end on the target against the Python front end "
+                        "(test signals, and --data clips; class decisions in the host TFLM); needs no TFLM tree")
     p.add_argument("--library-dir", default=None,
                    help="folder under which the TFLM library is built and kept (default: OUT/tflm)")
     p.add_argument("--ram-kb", type=int, default=None, help="link for a part with this much RAM (KiB)")
@@ -51,6 +56,11 @@ def main(argv=None) -> int:
     def body() -> int:
         from keras_dssdn.firmware import build
 
+        if args.frontend_only:
+            build.frontend_only(args.bundle, args.target, args.data, args.fold, args.clips, args.clip_seconds)
+            return 0
+        if not args.out:
+            raise ConfigError("--out is required (a folder for the program) unless --frontend-only is given.")
         fw = build.make_firmware(args.bundle, args.tflm, args.target, args.kernels, args.out, args.library_dir,
                                  args.ram_kb, args.flash_kb, args.jobs)
         checks = None

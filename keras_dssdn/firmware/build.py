@@ -137,6 +137,36 @@ def run_checks(fw: dict, data: Optional[str] = None, fold: int = 1, clips: int =
             "arena_size": results[0]["cost"]["arena_size"]}
 
 
+def frontend_only(bundle_path: str, target_name: str, data: Optional[str] = None, fold: int = 1, clips: int = 10,
+                  clip_seconds: float = 10.0, log: Callable = print) -> dict:
+    """The bundle's C front end alone on the target vs the Python front end
+    (:func:`keras_dssdn.firmware.frontend_target.check_frontend_on_target`), with class decisions in the host TFLM;
+    with ``data``, ``clips`` clips spread over its evaluate split. Needs no TFLM tree."""
+    from keras_dssdn.firmware.frontend_target import check_frontend_on_target
+
+    bundle = program.read_bundle(bundle_path)
+    fe, norm = training_frontend(bundle.constants)
+    subset = None
+    if data:
+        from keras_dssdn.data.datasets import read_clips
+
+        evaluate = read_clips(data, split="evaluate", fold=fold)
+        subset = evaluate.subset(list(np.linspace(0, len(evaluate) - 1, min(clips, len(evaluate))).round().astype(int)))
+    decisions = host_check.MicroDecisions(bundle.flatbuffer, bundle.arena_bytes or 1 << 20)
+    sources = {n: bundle.micro[n] for n in ("dssdn_frontend.h", "dssdn_frontend.c")}
+    report = check_frontend_on_target(sources, bundle.constants, fe, norm, get_target(target_name), subset,
+                                      clip_seconds, decisions=decisions, log=log)
+    for key in ("signals", "clips"):
+        if key in report:
+            r = report[key]
+            d = r.get("decisions") or {}
+            log(f"  {key}: {r['parity']['equal']:,} of {r['parity']['values']:,} int8 values equal "
+                f"({100 * r['parity']['equal_fraction']:.4f} %), max {r['parity']['max_step']} step; segments "
+                f"{r['cost']['segments']}, {r['cost']['instructions_per_segment']:,.0f} instructions per segment; "
+                f"clips agreeing {d.get('clips_agreeing')}/{d.get('clips')} (near-tie flips {d.get('near_tie_flips')})")
+    return report
+
+
 def _clip_classes(outputs: np.ndarray, oq: dict, per_clip: int) -> list:
     deq = (outputs.astype(np.float32) - oq["zero_point"]) * oq["scale"]
     return [int(k) for k in deq.reshape(-1, per_clip, deq.shape[-1]).mean(axis=1).argmax(axis=1)]
