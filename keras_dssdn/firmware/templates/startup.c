@@ -22,6 +22,7 @@ void Default_Handler(void);
 void Fault_Handler(void);
 void _init(void) {}
 void _fini(void) {}
+void* __dso_handle = 0; /* C++ static destructors register against it (crtbegin.o is not linked) */
 
 #define SEMIHOST_WRITE0 0x04
 #define SEMIHOST_GET_CMDLINE 0x15
