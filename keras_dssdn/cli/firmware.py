@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder under which the TFLM library is built and kept (default: OUT/tflm)")
     p.add_argument("--ram-kb", type=int, default=None, help="link for a part with this much RAM (KiB)")
     p.add_argument("--flash-kb", type=int, default=None, help="link for a part with this much flash (KiB)")
+    p.add_argument("--arena-bytes", type=int, default=None,
+                   help="tensor arena of this size instead of the bundle's kTensorArenaSize (e.g. the target's "
+                        "arena_used_bytes() plus a margin)")
     p.add_argument("--run", action="store_true", help="run the checks in qemu-system-arm")
     p.add_argument("--data", default=None, help="DCASE dataset folder: real clips of its evaluate split for --run")
     p.add_argument("--fold", type=int, default=1)
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
         if not args.out:
             raise ConfigError("--out is required (a folder for the program) unless --frontend-only is given.")
         fw = build.make_firmware(args.bundle, args.tflm, args.target, args.kernels, args.out, args.library_dir,
-                                 args.ram_kb, args.flash_kb, args.jobs)
+                                 args.ram_kb, args.flash_kb, args.jobs, arena_bytes=args.arena_bytes)
         checks = None
         try:
             if args.run:

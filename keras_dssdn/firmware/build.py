@@ -44,7 +44,7 @@ def check_out_folder(out: str, bundle: str) -> None:
 
 def make_firmware(bundle_path: str, tflm: Optional[str], target_name: str, kernels: str, out: str,
                   library_dir: Optional[str] = None, ram_kb: Optional[int] = None, flash_kb: Optional[int] = None,
-                  jobs: int = 2, log: Callable = print) -> dict:
+                  jobs: int = 2, log: Callable = print, arena_bytes: Optional[int] = None) -> dict:
     """Write and build the program; ``{"elf", "bundle", "lib", "target", "memory", ...}``. ``library_dir``: where
     the TFLM library is built (default ``<out>/tflm``; give a shared folder to build it once)."""
     from keras_dssdn.firmware import tflm_tree
@@ -56,7 +56,7 @@ def make_firmware(bundle_path: str, tflm: Optional[str], target_name: str, kerne
     lib = tflm_tree.library_sources(tflm_tree.find_tflm_tree(tflm, kernels), kernels, target_name)
     lib_dir = program.library_folder(library_dir or os.path.join(out, "tflm"), lib)
     program.write_program(bundle, lib, target, out, lib_dir, flash_bytes=ram_or_none(flash_kb),
-                          ram_bytes=ram_or_none(ram_kb))
+                          ram_bytes=ram_or_none(ram_kb), arena_bytes=arena_bytes)
     t0 = time.time()
     log(f"building {bundle_path} for {target.name} with TFLM ({kernels} kernels) in {out} "
         f"(library: {lib_dir}) ...")
@@ -65,7 +65,7 @@ def make_firmware(bundle_path: str, tflm: Optional[str], target_name: str, kerne
     log(f"  built in {time.time() - t0:.0f} s: flash {memory['flash']['total']:,} B, RAM {memory['ram']['total']:,} B "
         f"(linker)")
     return {"elf": elf, "bundle": bundle, "lib": lib, "target": target, "kernels": kernels, "out": out,
-            "memory": memory, "part": {"ram_kb": ram_kb, "flash_kb": flash_kb},
+            "memory": memory, "part": {"ram_kb": ram_kb, "flash_kb": flash_kb, "arena_bytes": arena_bytes},
             "tflm": {"root": str(lib.tree.root), "manifest": lib.tree.manifest()}}
 
 

@@ -116,10 +116,11 @@ def memory_report(elf: str, map_file: str, lib=None, nm: str = "arm-none-eabi-nm
         if section in (".data", ".bss"):
             ram[part] += n
     sections = section_sizes(elf, size)
-    arena = symbol_size(elf, "tensor_arena", nm)
-    if arena:
-        ram["harness"] -= arena
-        ram["tensor arena"] = arena
+    for part, symbol in (("tensor arena", "tensor_arena"), ("front end", "namespace)::frontend")):
+        n = symbol_size(elf, symbol, nm)  # fw_main.cc's tensor arena and front-end state: the application's RAM
+        if n:
+            ram["harness"] -= n
+            ram[part] = ram.get(part, 0) + n
     ram["heap"], ram["stack"] = sections.get(".heap", 0), sections.get(".stack", 0)
     flash_total = sum(sections.get(s, 0) for s in FLASH_SECTIONS)
     ram_total = sum(sections.get(s, 0) for s in RAM_SECTIONS)

@@ -88,10 +88,12 @@ def _library_recipe(lib_dir: str) -> str:
 
 
 def write_program(bundle: Bundle, lib, target: Target, out: str, library_dir: str,
-                  flash_bytes: Optional[int] = None, ram_bytes: Optional[int] = None) -> str:
+                  flash_bytes: Optional[int] = None, ram_bytes: Optional[int] = None,
+                  arena_bytes: Optional[int] = None) -> str:
     """Write the program's sources and Makefile into ``out`` (created); ``lib``: the
     :class:`~keras_dssdn.firmware.tflm_tree.LibrarySources` (its Makefile goes to ``library_dir``);
-    ``flash_bytes`` / ``ram_bytes``: a named part's memory (default: the board's). Returns ``out``."""
+    ``flash_bytes`` / ``ram_bytes``: a named part's memory (default: the board's); ``arena_bytes``: a tensor
+    arena of that size instead of the bundle's ``kTensorArenaSize``. Returns ``out``."""
     from keras_dssdn.firmware import tflm_tree
 
     os.makedirs(out, exist_ok=True)
@@ -106,7 +108,8 @@ def write_program(bundle: Bundle, lib, target: Target, out: str, library_dir: st
     includes = ["."] + [str(p) for p in lib.include_dirs]
     cxx_flags = [*lib.common_flags, *lib.cxx_flags]
     sources = project.Sources(
-        c=["startup.c", *MICRO_C], cxx=["fw_main.cc", *MICRO_CXX], includes=includes, defines=list(lib.defines),
+        c=["startup.c", *MICRO_C], cxx=["fw_main.cc", *MICRO_CXX], includes=includes,
+        defines=list(lib.defines) + ([f"DSSDN_ARENA_BYTES={int(arena_bytes)}"] if arena_bytes else []),
         roots={"TFLM_ROOT": str(lib.tree.root)}, cxx_flags=cxx_flags,
         libraries=[(archive, _library_recipe(os.path.abspath(library_dir)))], compile_only=[EXAMPLE])
     project.write_makefile(out, target, sources, PROGRAM,
@@ -125,9 +128,11 @@ def _cost(output: str) -> dict:
     if line is None or arena is None:
         raise FirmwareRunError(f"{PROGRAM} printed no cost / arena line; its output ends: {output[-600:]}")
     f, a = qemu.parse_fields(line), qemu.parse_fields(arena)
+    m = qemu.parse_fields(qemu.find_line(output, "dssdn-memory ") or "")
     per_tick = int(f["instructions_per_tick"])
     invokes, segments = max(int(f["invokes"]), 1), max(int(f["fe_segments"]), 1)
     return {"arena_used_bytes": int(a["used"]), "arena_size": int(a["size"]), "invokes": int(f["invokes"]),
+            "stack_used_bytes": m.get("stack_used"), "heap_used_bytes": m.get("heap_used"),
             "model_instructions_per_invoke": int(f["model_ticks"]) * per_tick / invokes,
             "fe_segments": int(f["fe_segments"]),
             "fe_instructions_per_segment": int(f["fe_ticks"]) * per_tick / segments if f["fe_segments"] else None,

@@ -40,8 +40,11 @@ def _checks(report: dict) -> List[str]:
     checks = report.get("checks")
     if not checks:
         return ["", "Not run in the emulator (no --run)."]
+    cost = checks["sets"][0]["cost"]
     rows = ["", f"arena_used_bytes() on the target: {checks['arena_used_bytes']:,} B (arena {checks['arena_size']:,} B; "
-            f"host minimum {report['host_arena'].get('min_bytes')} B)", "",
+            f"host minimum {report['host_arena'].get('min_bytes')} B). Stack high-water mark: "
+            f"{cost.get('stack_used_bytes')} B of the {report['memory']['ram'].get('stack', 0):,} B reserved; heap taken "
+            f"by the harness's stdio: {cost.get('heap_used_bytes')} B.", "",
             "| inputs | (a) int8 inputs: outputs equal / max step | (a) clips agreeing | (b) PCM on the target: outputs "
             "equal / max step | (b) clips agreeing (near-tie flips) | front end instr./segment | model instr./segment |",
             "|---|---|---|---|---|---:|---:|"]

@@ -7,7 +7,8 @@
 //                                                    and the model: int8 outputs per segment, and one line
 //                                                    "dssdn-clip index=I class=C" per clip (the class of the
 //                                                    mean dequantised output over the clip's segments)
-// Prints "dssdn-arena used=U size=S" (interpreter->arena_used_bytes() after AllocateTensors), and
+// Prints "dssdn-arena used=U size=S" (interpreter->arena_used_bytes() after AllocateTensors), "dssdn-memory
+// stack_used=B heap_used=B" (the stack's high-water mark, the heap newlib's stdio took), and
 // "dssdn-cost ..." with the board counter's ticks inside the front end's calls and inside Invoke()
 // (instructions = ticks * instructions_per_tick under QEMU's -icount shift=0).
 #include <cstdint>
@@ -27,7 +28,12 @@
 static_assert(DSSDN_FE_INPUT_ELEMENTS == dssdn::kInputElements, "front end and model input differ");
 
 namespace {
-alignas(16) uint8_t tensor_arena[dssdn::kTensorArenaSize];
+#ifdef DSSDN_ARENA_BYTES  // dssdn-firmware --arena-bytes: another arena size than the bundle's
+constexpr int kArenaBytes = DSSDN_ARENA_BYTES;
+#else
+constexpr int kArenaBytes = dssdn::kTensorArenaSize;
+#endif
+alignas(16) uint8_t tensor_arena[kArenaBytes];
 dssdn_frontend frontend;
 int16_t block[DSSDN_FE_HOP_LENGTH];
 tflite::MicroInterpreter* interpreter = nullptr;
@@ -40,11 +46,10 @@ bool Setup() {
   static dssdn::OpResolver resolver;
   if (dssdn::RegisterOperators(resolver) != kTfLiteOk) return false;
   static tflite::MicroInterpreter static_interpreter(tflite::GetModel(g_dssdn_model_data), resolver, tensor_arena,
-                                                     dssdn::kTensorArenaSize);
+                                                     kArenaBytes);
   interpreter = &static_interpreter;
   if (interpreter->AllocateTensors() != kTfLiteOk) return false;
-  printf("dssdn-arena used=%lu size=%d\n", static_cast<unsigned long>(interpreter->arena_used_bytes()),
-         dssdn::kTensorArenaSize);
+  printf("dssdn-arena used=%lu size=%d\n", static_cast<unsigned long>(interpreter->arena_used_bytes()), kArenaBytes);
   return true;
 }
 
@@ -122,13 +127,15 @@ int RunPcm(const char* in_name, int32_t clip_samples, const char* out_name) {
 int main(int argc, char** argv) {
   RegisterDebugLogCallback(LogToStdout);
   if (!Setup()) {
-    printf("dssdn-error setup failed (operators or arena of %d B)\n", dssdn::kTensorArenaSize);
+    printf("dssdn-error setup failed (operators or arena of %d B)\n", kArenaBytes);
     return 2;
   }
   int status = 64;
   if (argc >= 4 && strcmp(argv[1], "tensors") == 0) status = RunTensors(argv[2], argv[3]);
   else if (argc >= 5 && strcmp(argv[1], "pcm") == 0) status = RunPcm(argv[2], atol(argv[3]), argv[4]);
   else printf("usage: fw_main tensors IN OUT | fw_main pcm PCM CLIP_SAMPLES OUT\n");
+  printf("dssdn-memory stack_used=%lu heap_used=%lu\n", static_cast<unsigned long>(dssdn_stack_used_bytes()),
+         static_cast<unsigned long>(dssdn_heap_used_bytes()));
   printf("dssdn-cost invokes=%ld model_ticks=%lu fe_segments=%ld fe_ticks=%lu instructions_per_tick=%d status=%d\n",
          invokes, static_cast<unsigned long>(model_ticks), fe_segments, static_cast<unsigned long>(fe_ticks),
          DSSDN_INSTRUCTIONS_PER_TICK, status);

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 
 extern uint32_t __data_load__, __data_start__, __data_end__, __bss_start__, __bss_end__;
-extern uint32_t __stack_top__, __heap_end__;
+extern uint32_t __stack_top__, __stack_bottom__, __heap_end__;
+extern char end; /* start of the heap (dssdn_target.ld) */
+extern void* _sbrk(int increment);
 extern void* __heap_limit; /* librdimon's _sbrk refuses to grow the heap past this */
 extern int main(int argc, char** argv);
 extern void initialise_monitor_handles(void);
@@ -28,6 +30,7 @@ void* __dso_handle = 0; /* C++ static destructors register against it (crtbegin.
 #define SEMIHOST_GET_CMDLINE 0x15
 #define SEMIHOST_EXIT 0x18
 #define MAX_ARGS 16
+#define STACK_PAINT 0x5AC5AC5Au
 
 __attribute__((section(".vectors"), used)) const uintptr_t dssdn_vectors[16] = {
     (uintptr_t)&__stack_top__,     (uintptr_t)Reset_Handler,   (uintptr_t)Fault_Handler,
@@ -63,9 +66,28 @@ static int read_args(void) {
   return argc;
 }
 
+/* Fills the unused stack with STACK_PAINT, so that dssdn_stack_used_bytes() finds its high-water mark. */
+static void paint_stack(void) {
+  uint32_t* p = &__stack_bottom__;
+  uint32_t* sp;
+  __asm volatile("mov %0, sp" : "=r"(sp));
+  while (p < sp - 16) *p++ = STACK_PAINT;
+}
+
+/* Bytes of the stack used so far (the deepest point reached since reset). */
+uint32_t dssdn_stack_used_bytes(void) {
+  const uint32_t* p = &__stack_bottom__;
+  while (p < &__stack_top__ && *p == STACK_PAINT) ++p;
+  return (uint32_t)((const char*)&__stack_top__ - (const char*)p);
+}
+
+/* Bytes of the heap newlib has taken (the test harness's stdio buffers). */
+uint32_t dssdn_heap_used_bytes(void) { return (uint32_t)((char*)_sbrk(0) - &end); }
+
 void Reset_Handler(void) {
   uint32_t *src = &__data_load__, *dst = &__data_start__;
   int argc;
+  paint_stack();
   while (dst < &__data_end__) *dst++ = *src++;
   for (dst = &__bss_start__; dst < &__bss_end__;) *dst++ = 0;
   *(volatile uint32_t*)0xE000ED88 |= (0xFu << 20); /* CPACR: CP10, CP11 full access (FPU, MVE) */
