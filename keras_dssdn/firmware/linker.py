@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 from collections import defaultdict
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, Tuple
 
 FLASH_SECTIONS = (".text", ".ARM.extab", ".ARM.exidx", ".preinit_array", ".init_array", ".fini_array", ".data")
 RAM_SECTIONS = (".data", ".bss", ".heap", ".stack")

@@ -4,7 +4,6 @@ Needs no TFLM: the Arm toolchain and qemu-system-arm only (skipped with the Debi
 The rule is the host check's (keras_dssdn.deploy.host_check): >= 99.9 % of int8 values equal, max 1 step.
 """
 
-import os
 
 import numpy as np
 import pytest
