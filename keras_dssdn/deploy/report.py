@@ -77,6 +77,8 @@ def device_memory(model_bytes: int, arena_bytes: int, arena_min_bytes: int, cons
     flash["total"], ram["total"] = sum(flash.values()), sum(ram.values())
     ram["arena_min"] = int(arena_min_bytes)
     part = ram_headroom(ram["total"], ram["arena"], ram["frontend"], ring, int(constants["hop_length"]))
+    if constants.get("seconds"):  # a model slower than real time overflows any ring
+        part["keeps_up"] = bool(ring["invoke_seconds"] < float(constants["seconds"]))
     return {"flash": flash, "ram": ram, "audio_ring": dict(ring), "part": part}
 
 
@@ -199,11 +201,12 @@ def _md_table(report: dict) -> List[str]:
 
 def _md_exactness_row(model: str, where: str, e: dict) -> str:
     outputs = ", ".join(f"{k} ({v})" for k, v in e.get("differing_outputs", {}).items()) or "-"
-    seg = f"{e.get('segment_decisions_changed', 0)} / {e['inputs']:,}"
-    clip = f"{e.get('clip_decisions_changed', 0)} / {e.get('clips', e['inputs']):,}"
-    margins = e.get("segment_flip_margins", []) + e.get("clip_flip_margins", [])
-    if margins:
-        clip += f" (reference-path margins {', '.join(f'{m:g}' for m in margins)} steps)"
+    def with_margins(text: str, margins: list) -> str:
+        return text + (f" (reference-path margins {', '.join(f'{m:g}' for m in margins)} steps)" if margins else "")
+
+    seg = with_margins(f"{e.get('segment_decisions_changed', 0)} / {e['inputs']:,}", e.get("segment_flip_margins", []))
+    clip = with_margins(f"{e.get('clip_decisions_changed', 0)} / {e.get('clips', e['inputs']):,}",
+                        e.get("clip_flip_margins", []))
     return (f"| {model} | {where} | {e['values']:,} | {e['equal']:,} | {e.get('max_step', e.get('max_abs_diff', 0))} "
             f"| {outputs} | {seg} | {clip} |")
 
@@ -279,6 +282,9 @@ def _md_part(part: Optional[dict], ring: Optional[dict]) -> List[str]:
         line += "; or fewer mel bands, or a lower sample rate (frontend.sample_rate: the ring scales with it)."
     elif ring and clock:
         line += f" The ring fits down to a clock of {math.ceil(clock / 1e6)} MHz (same cycles per MAC)."
+    if part.get("keeps_up") is False:
+        line += (" The estimated Invoke() is longer than the segment it classifies: the model cannot keep up with "
+                 "the audio at this clock, and no ring size helps.")
     return ["", line, "The Invoke() time is an estimate from a planning figure for the cycles per MAC "
             "(keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC; measured instruction counts: docs/firmware.md); "
             "the front end's own time is not in it."]

@@ -436,6 +436,11 @@ def test_audio_ring_holds_the_audio_of_one_invoke_and_is_counted():
     # at the clock the report names, the same model fits
     at = ram.device_ram(109_568, fe, 2_100_960, clock_hz=part["min_clock_hz"])
     assert at["total"] <= 131_072 < ram.device_ram(109_568, fe, 2_100_960, clock_hz=part["min_clock_hz"] - 1e6)["total"]
+    assert "keeps_up" not in part  # no segment length in these constants
+    slow = ram.audio_ring(44100, 1024, 2_100_960, clock_hz=8e6)  # 1.05 s per 1-s segment
+    late = device_memory(130_000, 109_568, 98_984, {**consts, "seconds": 1.0}, slow)
+    assert late["part"]["keeps_up"] is False
+    assert device_memory(130_000, 109_568, 98_984, {**consts, "seconds": 1.0}, ring)["part"]["keeps_up"] is True
     assert ExportSettings.from_options(mcu_clock_hz=168e6).mcu_clock_hz == 168e6
     with pytest.raises(ConfigError, match="mcu_clock_hz"):
         ExportSettings.from_options(mcu_clock_hz=0)
