@@ -107,6 +107,7 @@ def test_microcontroller_setting_within_dcase_limits_and_128_kb_of_device_ram():
     assert not DEFAULT_BUDGETS["dcase_small_1s"].max_ram  # the 128-band model is not held to it
 
 
+@pytest.mark.slow
 def test_preset_summary_shows_the_ram_a_budget_limits(capsys):
     from keras_dssdn.analysis.complexity import preset_summary
 

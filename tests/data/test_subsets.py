@@ -65,6 +65,7 @@ def test_sizes_not_offered_are_refused_naming_value_and_choices(data, value):
         assert all(str(p) in str(e.value) for p in SUBSET_PERCENTS)
 
 
+@pytest.mark.slow
 def test_run_writes_its_subset_and_resume_reads_it(data, tmp_path):
     cfg = load_train_config("small", [f"data={data}", f"out_dir={tmp_path}", "name=r", "train_subset=25",
                                       "widths=[4,4,8,8,8]", "epochs=1", "warmup_epochs=0", "batch_size=8",
