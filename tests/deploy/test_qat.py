@@ -37,6 +37,7 @@ def test_qat_mirror_reproduces_sc_osc_spc():
     assert result["mirror_max_abs_diff"] < 1e-5
 
 
+@pytest.mark.slow
 def test_qat_runs_on_dssdn_and_converts(tmp_path):
     """QAT of a DSSDN with the custom SPC / ECA / FrequencySplit layers: 1 epoch, converts, TFLM bit-exact."""
     model = tiny_dssdn("spc", shape=(32, 16, 1), classes=4)
