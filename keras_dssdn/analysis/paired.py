@@ -89,9 +89,9 @@ def excludes_zero(result: dict) -> bool:
 
 def describe(result: dict, scale: float = 100.0, unit: str = "points") -> str:
     """``"+2.3 points (95 % interval +0.5 to +4.1; clips x seeds bootstrap, 3 seeds x 393 clips)"``."""
-    unit = "clips" if result.get("clusters", result["clips"]) == result["clips"] else "locations"
-    over = f"{unit} x seeds" if result["over"] == "clips_seeds" else unit
+    what = "clips" if result.get("clusters", result["clips"]) == result["clips"] else "locations"
+    over = f"{what} x seeds" if result["over"] == "clips_seeds" else what
     return (f"{scale * result['difference']:+.1f} {unit} ({100 * result['level']:.0f} % interval "
             f"{scale * result['low']:+.1f} to {scale * result['high']:+.1f}; {over} bootstrap, "
             f"{result['seeds']} seed(s) x {result['clips']} clips" + (f" in {result['clusters']} locations"
-                                                           if unit == "locations" else "") + ")")
+                                                           if what == "locations" else "") + ")")

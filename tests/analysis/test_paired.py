@@ -145,6 +145,7 @@ def test_location_clusters_widen_the_interval_when_clips_of_a_place_move_togethe
     assert located["difference"] == clips["difference"]
     assert located["clusters"] == 40 and clips["clusters"] == 400
     assert (located["high"] - located["low"]) > 2 * (clips["high"] - clips["low"])
-    assert "locations" in describe(located) and "in 40 locations" in describe(located)
+    assert describe(located).startswith("+") and " points (" in describe(located)
+    assert "locations bootstrap" in describe(located) and "in 40 locations" in describe(located)
     with pytest.raises(ValueError, match="one id per clip"):
         paired_bootstrap(a, b, groups=places[:-1])
