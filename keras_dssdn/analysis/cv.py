@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -74,7 +74,8 @@ def load_row(out, row: str) -> Dict[int, dict]:
                             f"(first {missing[0]}); were the runs made with another fold file?")
         idx = np.array([order[n] for n in names])
         classes = list(joined.class_names)
-        result[seed] = {"probs": clip_probabilities(joined)[idx], "labels": np.array([classes.index(x) for x in labels]),
+        result[seed] = {"probs": clip_probabilities(joined)[idx],
+                        "labels": np.array([classes.index(x) for x in labels]),
                         "class_names": classes, "records": [json.loads((r / "cv.json").read_text()) for r in runs]}
     return result
 
@@ -152,7 +153,8 @@ def table(summaries: Dict[str, dict]) -> str:
     lines = ["| row | seeds | pooled accuracy % | macro class-wise % | log loss | params | MACs / input | run time |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, s in summaries.items():
-        seeds = "ensemble of " + ", ".join(map(str, s["members"])) if s.get("members") else ", ".join(map(str, s["seeds"]))
+        seeds = ", ".join(map(str, s.get("members") or s["seeds"]))
+        seeds = "ensemble of " + seeds if s.get("members") else seeds
         times = f" x {len(s['members'])}" if s.get("members") else ""  # an ensemble runs every member
         macs = "-" if s["macs"] is None else f"{s['macs'] / 1e6:.2f} M" + times
         params = "-" if s["params"] is None else f"{s['params']:,}" + times
@@ -204,8 +206,8 @@ def cv_report(out, rows: Optional[Sequence[str]] = None, compare_pairs: Sequence
                               f"[{100 * p['low']:+.1f}, {100 * p['high']:+.1f}]" for p in n["pairs"])
             text.append(f"- {r}: std {100 * n['std']:.1f} points; {pairs}")
     (out / "cv_table.md").write_text("\n".join(text) + "\n")
-    (out / "cv_results.json").write_text(json.dumps({"folds": k, "clips": len(names), "rows": summaries,
-                                                     "comparisons": comparisons, "seed_noise": noise}, indent=2, default=str) + "\n")
+    record = {"folds": k, "clips": len(names), "rows": summaries, "comparisons": comparisons, "seed_noise": noise}
+    (out / "cv_results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     return "\n".join(text)
 
 
@@ -224,7 +226,8 @@ def oof_teacher(out, rows: Sequence[str], path=None, seeds: Optional[Sequence[in
     for row in rows:
         done = sorted(load_row(out, row)) if seeds is None else list(seeds)
         if not done:
-            raise DataError(f"{out / row}: no seed of this row has all {k} folds done; nothing to build a teacher from.")
+            raise DataError(f"{out / row}: no seed of this row has all {k} folds done; nothing to build a teacher "
+                            "from.")
         members += [(row, s) for s in done]
     parts = []
     for fold in range(1, k + 1):

@@ -40,8 +40,9 @@ def paired_bootstrap(a, b, *, resamples: int = 10000, level: float = 0.95, over:
     (same seed) and column ``n`` with column ``n`` (same clip). ``over``: ``"clips"`` resamples clips only,
     ``"clips_seeds"`` clips and seed pairs independently. ``groups``: ``(clips,)`` cluster ids (e.g. recording
     locations): whole clusters are resampled instead of single clips (clips of one place are not independent),
-    and a resample's difference is its clips' mean (ratio estimator, clusters differ in size). Returns ``{"difference", "low", "high", "level",
-    "over", "seeds", "clips", "resamples"}`` in the scores' units (fractions for accuracy).
+    and a resample's difference is its clips' mean (ratio estimator, clusters differ in size). Returns
+    ``{"difference", "low", "high", "level", "over", "seeds", "clips", "clusters", "resamples"}`` in the
+    scores' units (fractions for accuracy).
     """
     a, b = _as_matrix(a, "a"), _as_matrix(b, "b")
     if a.shape != b.shape:
