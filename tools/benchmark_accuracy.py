@@ -399,13 +399,15 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override every row's epochs")
     p.add_argument("--mlp-epochs", type=int, default=30)
     p.add_argument("--report-only", action="store_true",
-                   help="train nothing: tabulate the (row, seed) runs already finished under --out")
+                   help="train nothing: tabulate the (row, seed) runs already finished under --out (with --folds: "
+                        "every row there)")
     p.add_argument("--folds", type=int, default=None, metavar="K",
                    help="cross-validation over every clip: K location-disjoint, class-stratified folds "
                         "(<out>/folds.csv, built once and reused); each run trains on K-1 folds and scores the other")
     p.add_argument("--fold-seed", type=int, default=0, help="seed of the fold assignment (--folds)")
     p.add_argument("--compare", nargs=2, action="append", default=[], metavar=("ROW_A", "ROW_B"),
-                   help="(--folds) paired difference of pooled accuracy A - B with a 95 %% bootstrap interval; "
+                   help="(--folds) paired difference of pooled accuracy A - B with a 95 %% bootstrap interval "
+                        "(recording locations x seed pairs resampled); "
                         "repeatable; a row NAME+ens is the ensemble of its seeds")
     p.add_argument("--ensemble", nargs="*", default=None, metavar="ROW",
                    help="(--folds) also tabulate the ensemble of each row's seeds (mean of probabilities); "

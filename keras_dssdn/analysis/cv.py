@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -28,11 +28,20 @@ from keras_dssdn.errors import DataError
 ENSEMBLE = "+ens"
 
 
+def _fold_rows(out: Path):
+    return [line.split("\t") for line in (Path(out) / "folds.csv").read_text().splitlines()
+            if line and not line.startswith("#")][1:]
+
+
 def _fold_file(out: Path):
     """``(filenames, labels, k)`` of ``OUT/folds.csv`` in file order."""
-    rows = [line.split("\t") for line in (out / "folds.csv").read_text().splitlines()
-            if line and not line.startswith("#")][1:]
+    rows = _fold_rows(out)
     return [r[0] for r in rows], [r[1] for r in rows], max(int(r[3]) for r in rows)
+
+
+def locations(out) -> np.ndarray:
+    """``(clips,)`` recording location of every clip of ``OUT/folds.csv`` (file order): the bootstrap's clusters."""
+    return np.array([r[2] for r in _fold_rows(out)])
 
 
 def clip_probabilities(logits) -> np.ndarray:
@@ -65,7 +74,8 @@ def load_row(out, row: str) -> Dict[int, dict]:
                             f"(first {missing[0]}); were the runs made with another fold file?")
         idx = np.array([order[n] for n in names])
         classes = list(joined.class_names)
-        result[seed] = {"probs": clip_probabilities(joined)[idx], "labels": np.array([classes.index(x) for x in labels]),
+        result[seed] = {"probs": clip_probabilities(joined)[idx],
+                        "labels": np.array([classes.index(x) for x in labels]),
                         "class_names": classes, "records": [json.loads((r / "cv.json").read_text()) for r in runs]}
     return result
 
@@ -106,29 +116,30 @@ def per_clip(seeds: Dict[int, dict], metric: str = "accuracy") -> np.ndarray:
     return np.array(rows)
 
 
-def compare(a: Dict[int, dict], b: Dict[int, dict], resamples: int = 10000, metric: str = "accuracy") -> dict:
+def compare(a: Dict[int, dict], b: Dict[int, dict], resamples: int = 10000, metric: str = "accuracy",
+            groups=None) -> dict:
     """Paired bootstrap of ``a - b`` over the seeds both rows completed (an ensemble pairs with an ensemble or
-    with every seed of a plain row: its one prediction is repeated)."""
+    with every seed of a plain row: its one prediction is repeated); ``groups``: clip clusters (locations)."""
     common = sorted(set(a) & set(b))
     if not common:
         if -1 in a or -1 in b:  # ensemble vs seeds: pair the ensemble with each seed
             ens, other, sign = (a, b, 1) if -1 in a else (b, a, -1)
             pa, pb = np.repeat(per_clip(ens, metric), len(other), axis=0), per_clip(other, metric)
-            r = paired_bootstrap(pa, pb, resamples=resamples) if sign == 1 else paired_bootstrap(pb, pa, resamples=resamples)
+            r = paired_bootstrap(*((pa, pb) if sign == 1 else (pb, pa)), resamples=resamples, groups=groups)
             return {**r, "seed_list": sorted(other)}
         raise DataError(f"the two rows share no complete seed ({sorted(a)} vs {sorted(b)}); pair rows run with the "
                         "same seeds.")
     return {**paired_bootstrap(per_clip({s: a[s] for s in common}, metric),
-                               per_clip({s: b[s] for s in common}, metric), resamples=resamples),
+                               per_clip({s: b[s] for s in common}, metric), resamples=resamples, groups=groups),
             "seed_list": common}
 
 
-def seed_noise(seeds: Dict[int, dict], resamples: int = 10000) -> dict:
+def seed_noise(seeds: Dict[int, dict], resamples: int = 10000, groups=None) -> dict:
     """Seed-to-seed noise of one row: ``{"std": std of pooled accuracy over seeds (ddof 1), "pairs": [paired
     bootstrap (clips) of seed i - seed j, ...]}``; two seeds of one configuration differ by noise only."""
     order = sorted(seeds)
     scores = per_clip(seeds)
-    pairs = [{**paired_bootstrap(scores[i], scores[j], resamples=resamples, over="clips"),
+    pairs = [{**paired_bootstrap(scores[i], scores[j], resamples=resamples, over="clips", groups=groups),
               "seeds_ab": [order[i], order[j]]}
              for i in range(len(order)) for j in range(i + 1, len(order))]
     return {"std": float(scores.mean(axis=1).std(ddof=1)), "pairs": pairs}
@@ -142,7 +153,8 @@ def table(summaries: Dict[str, dict]) -> str:
     lines = ["| row | seeds | pooled accuracy % | macro class-wise % | log loss | params | MACs / input | run time |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, s in summaries.items():
-        seeds = "ensemble of " + ", ".join(map(str, s["members"])) if s.get("members") else ", ".join(map(str, s["seeds"]))
+        seeds = ", ".join(map(str, s.get("members") or s["seeds"]))
+        seeds = "ensemble of " + seeds if s.get("members") else seeds
         times = f" x {len(s['members'])}" if s.get("members") else ""  # an ensemble runs every member
         macs = "-" if s["macs"] is None else f"{s['macs'] / 1e6:.2f} M" + times
         params = "-" if s["params"] is None else f"{s['params']:,}" + times
@@ -173,27 +185,29 @@ def cv_report(out, rows: Optional[Sequence[str]] = None, compare_pairs: Sequence
     text = [f"Cross-validation: {k} folds over {len(names)} clips (one clip = {100 / len(names):.2f} points); "
             "pooled over every clip, mean ± std over seeds.", "", table(summaries), ""]
     comparisons = []
+    places = locations(out)
     for a, b in compare_pairs:
         missing = [x for x in (a, b) if x not in loaded]
         if missing:
             text.append(f"- {a} vs {b}: not complete yet ({', '.join(missing)})")
             continue
-        c = compare(loaded[a], loaded[b], resamples)
-        c["log_loss"] = compare(loaded[a], loaded[b], resamples, metric="log_loss")
+        c = compare(loaded[a], loaded[b], resamples, groups=places)
+        c["log_loss"] = compare(loaded[a], loaded[b], resamples, metric="log_loss", groups=places)
+        c["clips_only"] = compare(loaded[a], loaded[b], resamples)  # clips as if independent, for reference
         comparisons.append({"a": a, "b": b, **c})
         verdict = "interval excludes zero" if excludes_zero(c) else "interval includes zero: no measured difference"
         text.append(f"- {a} - {b}: pooled accuracy {describe(c)}, seeds {c['seed_list']}; {verdict}")
-    noise = {r: seed_noise(v, resamples) for r, v in loaded.items() if len(v) > 1}
+    noise = {r: seed_noise(v, resamples, places) for r, v in loaded.items() if len(v) > 1}
     if noise:
         text += ["", "Seed noise (what the instrument resolves): per row, the std of pooled accuracy over seeds, and "
-                 "the paired difference between two seeds of the same configuration (clips bootstrap, 95 %):"]
+                 "the paired difference between two seeds of the same configuration (locations bootstrap, 95 %):"]
         for r, n in noise.items():
             pairs = "; ".join(f"seed {p['seeds_ab'][0]} - {p['seeds_ab'][1]}: {100 * p['difference']:+.1f} "
                               f"[{100 * p['low']:+.1f}, {100 * p['high']:+.1f}]" for p in n["pairs"])
             text.append(f"- {r}: std {100 * n['std']:.1f} points; {pairs}")
     (out / "cv_table.md").write_text("\n".join(text) + "\n")
-    (out / "cv_results.json").write_text(json.dumps({"folds": k, "clips": len(names), "rows": summaries,
-                                                     "comparisons": comparisons, "seed_noise": noise}, indent=2, default=str) + "\n")
+    record = {"folds": k, "clips": len(names), "rows": summaries, "comparisons": comparisons, "seed_noise": noise}
+    (out / "cv_results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     return "\n".join(text)
 
 
@@ -212,7 +226,8 @@ def oof_teacher(out, rows: Sequence[str], path=None, seeds: Optional[Sequence[in
     for row in rows:
         done = sorted(load_row(out, row)) if seeds is None else list(seeds)
         if not done:
-            raise DataError(f"{out / row}: no seed of this row has all {k} folds done; nothing to build a teacher from.")
+            raise DataError(f"{out / row}: no seed of this row has all {k} folds done; nothing to build a teacher "
+                            "from.")
         members += [(row, s) for s in done]
     parts = []
     for fold in range(1, k + 1):

@@ -130,3 +130,22 @@ def test_seed_noise_pairs_every_two_seeds(tmp_path):
     assert [p["seeds_ab"] for p in noise["pairs"]] == [[0, 1], [0, 2], [1, 2]]
     assert noise["pairs"][0]["difference"] == pytest.approx(acc[0] - acc[1])
     assert "Seed noise" in cv.cv_report(tmp_path, resamples=300)
+
+
+def test_location_clusters_widen_the_interval_when_clips_of_a_place_move_together():
+    """40 places of 10 clips each; row A beats row B on whole places (all 10 clips right or wrong together):
+    resampling places gives a wider interval than pretending the 400 clips were independent."""
+    rng = np.random.default_rng(4)
+    places = np.repeat(np.arange(40), 10)
+    b = np.repeat(rng.random(40) < 0.6, 10).astype(float)
+    a = b.copy()
+    a[places < 4] = 1.0  # places 0-3 fixed (those B had wrong)
+    clips = paired_bootstrap(a, b, over="clips", resamples=3000)
+    located = paired_bootstrap(a, b, over="clips", resamples=3000, groups=places)
+    assert located["difference"] == clips["difference"]
+    assert located["clusters"] == 40 and clips["clusters"] == 400
+    assert (located["high"] - located["low"]) > 2 * (clips["high"] - clips["low"])
+    assert describe(located).startswith("+") and " points (" in describe(located)
+    assert "locations bootstrap" in describe(located) and "in 40 locations" in describe(located)
+    with pytest.raises(ValueError, match="one id per clip"):
+        paired_bootstrap(a, b, groups=places[:-1])

@@ -1,0 +1,52 @@
+"""``tools/benchmark_accuracy.py --folds K`` end to end on a tiny synthetic set: both baselines and a 1-epoch
+DSSDN row per fold, every clip scored once, finished runs reused, the report, a paired comparison, the ensemble
+of seeds and the out-of-fold teacher over every clip."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from keras_dssdn.data.datasets import read_dcase
+from keras_dssdn.data.synthetic import make_synthetic_dataset
+from keras_dssdn.distill.logits import TeacherLogits
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark_accuracy.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("benchmark_accuracy", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_cross_validation_end_to_end_with_reuse(tmp_path, capsys):
+    data = make_synthetic_dataset(tmp_path / "set", num_classes=3, train_locations=2, eval_locations=1,
+                                  clips_per_location=2, devices=("a",), seed=3)
+    out = tmp_path / "cv"
+    argv = ["--data", str(data), "--out", str(out), "--folds", "2", "--seeds", "0", "1", "--mlp-epochs", "1",
+            "--rows", "baselines", "mcu=dcase_mcu_1s:epochs=1,warmup_epochs=0,batch_size=16",
+            "--ensemble", "--compare", "mcu", "mlp", "--compare", "mlp+ens", "mlp", "--bootstrap", "500",
+            "--teacher-out", str(out / "teacher.npz"), "--teacher-rows", "mcu"]
+    tool = _tool()
+    assert tool.main(argv) == 0
+    results = json.loads((out / "cv_results.json").read_text())
+    clips = read_dcase(data, "all")
+    assert results["clips"] == len(clips) == 18 and results["folds"] == 2
+    for row in ("logreg", "mlp", "mcu", "mcu+ens"):
+        assert row in results["rows"], row
+    assert results["rows"]["mcu"]["seeds"] == [0, 1]
+    assert {(c["a"], c["b"]) for c in results["comparisons"]} == {("mcu", "mlp"), ("mlp+ens", "mlp")}
+    teacher = TeacherLogits.load(out / "teacher.npz")
+    teacher.check_covers(clips)  # every clip, keyed like the dataset
+    assert teacher.n_segments == 10 and len(teacher.models) == 2 * 2
+    # a second call trains nothing: every run has its cv.json
+    stamps = {p: p.stat().st_mtime for p in out.glob("*/seed*_fold*/cv.json")}
+    assert len(stamps) == 3 * 2 * 2
+    capsys.readouterr()
+    assert tool.main(argv) == 0
+    assert {p: p.stat().st_mtime for p in out.glob("*/seed*_fold*/cv.json")} == stamps
+    assert "Epoch" not in capsys.readouterr().out
