@@ -68,6 +68,7 @@ class _KillAfterFirstEpoch(keras.callbacks.Callback):
         raise KeyboardInterrupt("simulated kill")
 
 
+@pytest.mark.slow
 def test_student_distils_with_mixup_and_resumes(teachers, tiny_data, tmp_path):
     _, original = teachers
     logits = tmp_path / "teacher.npz"  # the user's file, changed while the run is down
