@@ -125,3 +125,22 @@ def test_a_missing_toolchain_names_the_debian_packages(monkeypatch):
                                              "libnewlib-arm-none-eabi"):
         toolchain.require(("gcc",))
     assert "\n" not in str(pytest.raises(ToolchainError, toolchain.require, ("gcc",)).value)
+
+
+@needs_arm
+def test_linker_figures_add_up_to_the_elf(tmp_path):
+    """Flash and RAM by part from the map file: the front end's constants are in its flash, the linker script's heap
+    and stack are the RAM they reserve, and the totals agree with arm-none-eabi-size's Berkeley figures."""
+    from keras_dssdn.firmware import linker
+
+    fe, stats, consts = small_frontend()
+    elf = build_frontend_program(cfrontend.frontend_c_sources(consts), str(tmp_path), M4F)
+    mem = linker.memory_report(elf, str(tmp_path / "fe_main.map"))
+    assert mem["flash"]["front end"] >= cfrontend.frontend_flash_bytes(consts)
+    assert mem["ram"]["heap"] == project.HEAP_BYTES and mem["ram"]["stack"] == project.STACK_BYTES
+    import subprocess  # the Berkeley figures of arm-none-eabi-size: flash = text + data, RAM = data + bss
+    text, data, bss = map(int, subprocess.run(["arm-none-eabi-size", elf], capture_output=True, text=True,
+                                              check=True).stdout.splitlines()[1].split()[:3])
+    assert mem["flash"]["total"] == text + data
+    arrays = sum(mem["sections"].get(s, 0) for s in (".preinit_array", ".init_array", ".fini_array"))
+    assert mem["ram"]["total"] == data + bss - arrays  # size counts the (flash) constructor tables as data
