@@ -19,16 +19,17 @@ instructions spent in ``Invoke()`` and in the front end (board counter under ``-
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from keras_dssdn.fileio import read_json
 from keras_dssdn.firmware import project, qemu
 from keras_dssdn.firmware.errors import FirmwareRunError
 from keras_dssdn.firmware.targets import Target
+from keras_dssdn.manifest import verify_bundle
 
 PROGRAM = "fw_main"
 #: The files of a bundle's micro/ folder the program compiles (the example only as a build check).
@@ -59,7 +60,8 @@ class Bundle:
 
 
 def read_bundle(path: str) -> Bundle:
-    """The :class:`Bundle` at ``path``; FileNotFoundError naming the first missing file."""
+    """The :class:`Bundle` at ``path``, checked against its manifest (BundleIntegrityError naming a changed file);
+    FileNotFoundError naming the first missing file."""
     needed = [os.path.join("micro", n) for n in MICRO_C + MICRO_CXX + MICRO_HEADERS + (EXAMPLE,)] + \
         ["frontend.json", MICRO_MODEL]
     for rel in needed:
@@ -67,18 +69,16 @@ def read_bundle(path: str) -> Bundle:
             raise FileNotFoundError(f"{os.path.join(path, rel)} not found: {path} is not a keras_dssdn bundle "
                                     "(a folder written by dssdn-export, with micro/, frontend.json and "
                                     f"{MICRO_MODEL}).")
+    verify_bundle(path)  # the files as exported: sizes and SHA-256 of manifest.json, else one line naming them
     micro = {}
     for name in sorted(os.listdir(os.path.join(path, "micro"))):
         with open(os.path.join(path, "micro", name), encoding="utf-8") as f:
             micro[name] = f.read()
-    with open(os.path.join(path, "frontend.json"), encoding="utf-8") as f:
-        constants = json.load(f)
+    constants = read_json(os.path.join(path, "frontend.json"), "bundle file", "export the bundle again")
     with open(os.path.join(path, MICRO_MODEL), "rb") as f:
         flatbuffer = f.read()
-    report = {}
-    if os.path.isfile(os.path.join(path, "report.json")):
-        with open(os.path.join(path, "report.json"), encoding="utf-8") as f:
-            report = json.load(f)
+    report_path = os.path.join(path, "report.json")
+    report = read_json(report_path, "bundle file", "export the bundle again") if os.path.isfile(report_path) else {}
     return Bundle(os.path.abspath(path), micro, constants, flatbuffer, report)
 
 

@@ -1,8 +1,11 @@
 """dssdn-firmware's bad input: one line naming the file or value, an exit status, nothing written into the bundle."""
 
+import json
 import os
 
 import pytest
+
+from keras_dssdn.manifest import MANIFEST, build_manifest
 
 from keras_dssdn.cli.firmware import main
 
@@ -18,7 +21,19 @@ def _bundle_like(tmp_path):
         (b / "micro" / name).write_text("/* */\n")
     (b / "frontend.json").write_text("{}")
     (b / "model_int8_micro.tflite").write_bytes(b"TFL3")
+    names = [str(p.relative_to(b).as_posix()) for p in b.rglob("*") if p.is_file()]
+    (b / MANIFEST).write_text(json.dumps(build_manifest(b, names)))
     return b
+
+
+def test_a_bundle_changed_after_export_is_refused_naming_the_file(tmp_path, capsys):
+    """The firmware build checks manifest.json first (sizes, SHA-256): an edited frontend.json is named."""
+    b = _bundle_like(tmp_path)
+    (b / "frontend.json").write_text('{"class_names": ["swapped"]}')
+    assert main([str(b), "--tflm", str(tmp_path), "--out", str(tmp_path / "fw")]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "frontend.json" in err and "\n" not in err
+    assert not (tmp_path / "fw").exists()
 
 
 @needs_arm
@@ -37,7 +52,7 @@ def test_a_tflm_folder_that_is_not_a_tflm_tree(tmp_path, capsys):
     assert main([str(b), "--tflm", str(tmp_path / "tflm"), "--out", str(tmp_path / "fw")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "micro_interpreter.cc" in err and "\n" not in err
-    assert sorted(os.listdir(b)) == ["frontend.json", "micro", "model_int8_micro.tflite"]
+    assert sorted(os.listdir(b)) == ["frontend.json", "manifest.json", "micro", "model_int8_micro.tflite"]
 
 
 @needs_arm
