@@ -331,8 +331,8 @@ def test_library_builds_and_links_cmsis_nn_into_a_program(tmp_path, target):
     """The whole library compiles (make -j2) for ``target`` and a program using the interpreter links against it
     with --gc-sections and newlib's nosys specs; CMSIS-NN's convolutions are in the program. The library is
     built in $TFLM_BUILD_DIR/<name> when that is set (kept between runs: make recompiles only what changed;
-    a first build took 65 min with make -j2 on this shared 2-core machine, docs/firmware_tflm.md), else in a
-    temporary folder."""
+    a first build is about 13.5 CPU minutes, 30-65 min of wall clock with make -j2 on this shared 2-core
+    machine: docs/firmware_tflm.md), else in a temporary folder."""
     lib = tt.library_sources(tt.find_tflm_tree(TFLM_ROOT), "cmsis-nn", target)
     build_dir = Path(os.environ["TFLM_BUILD_DIR"]) / lib.name if os.environ.get("TFLM_BUILD_DIR") else tmp_path / "b"
     built = tt.build_library(lib, build_dir, jobs=2)
