@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     model = keras_dssdn.build_dssdn(keras_dssdn.PRESETS[args.size].replace(
         input_shape=list(base.input_shape(1.0)), classes=args.classes))
     macs = profile(model).macs
-    print(f"{args.size}: {macs:,} MACs per 1-s segment; {ram.MODEL_CYCLES_PER_MAC:g} cycles per MAC (planning figure)")
+    print(f"{args.size}: {macs:,} MACs per 1-s segment; {ram.MODEL_CYCLES_PER_MAC:g} cycles per MAC (keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC: measured instructions, docs/firmware.md)")
     print("| rate | clock | Invoke() | arena | front end | audio ring (samples / B) | RAM total | headroom on 128 KB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for rate, overrides in RATES.items():

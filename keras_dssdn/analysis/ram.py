@@ -43,18 +43,16 @@ FIXED_TAIL_BYTES = 4096
 #: TFLM aligns every planned buffer to 16 bytes.
 ALIGNMENT = 16
 
-#: The clock the audio ring is sized for by default (Hz; ``ExportSettings.mcu_clock_hz``): 80 MHz is the top
-#: clock of the low-power Cortex-M4F parts that have 128 KB of SRAM (e.g. STM32L476: 80 MHz, 128 KB), the class
-#: of part dcase_mcu_1s targets; a faster part needs a smaller ring (the report gives the clock that fits).
-DEFAULT_MCU_CLOCK_HZ = 80_000_000
-#: Cycles per multiply-accumulate of an int8 DSSDN in TFLM with CMSIS-NN kernels on a Cortex-M4F. A PLANNING
-#: FIGURE, NOT A MEASUREMENT: CMSIS-NN's paper (Lai, Suda and Chandra 2018, arXiv 1801.06601) ran a CIFAR-10 CNN
-#: (three 5x5 convolutions, about 12 M MACs) at roughly 1.7 cycles per MAC on a Cortex-M7; a DSSDN is 1x1 and
-#: depthwise (k x 1, 1 x k) convolutions, ECA and concatenations on small tensors, where per-operator overhead
-#: and the depthwise kernels (no 4-way SIMD reuse) cost more, and a Cortex-M4 issues one instruction per cycle,
-#: so 4 is taken here. The instruction counts measured in an emulator (QEMU, issue 22) are in docs/firmware.md;
-#: replace this figure with them (``ExportSettings.mcu_cycles_per_mac`` overrides it per export).
-MODEL_CYCLES_PER_MAC = 4.0
+#: The clock the audio ring is sized for by default (Hz; ``ExportSettings.mcu_clock_hz``): 100 MHz, the clock of
+#: the Cortex-M4F parts with 128 KB of SRAM and 512 KB of flash that dcase_mcu_1s targets (e.g. STM32F411: 100 MHz,
+#: 128 KB, 512 KB); a faster part needs a smaller ring (the report gives the clock that fits).
+DEFAULT_MCU_CLOCK_HZ = 100_000_000
+#: Cycles per multiply-accumulate of an int8 DSSDN in TFLM with CMSIS-NN kernels on a Cortex-M4F: MEASURED as
+#: instructions, in an emulator (docs/firmware.md, "Cost"): a dcase_mcu_1s model of 2,100,960 MACs executed
+#: 16,924,670 instructions per Invoke() with CMSIS-NN kernels on QEMU's mps2-an386 (8.06 per MAC). A Cortex-M4
+#: issues at most one instruction per cycle, so this is a lower bound on its cycles (flash wait states and
+#: multi-cycle loads add more); ``ExportSettings.mcu_cycles_per_mac`` overrides it per export.
+MODEL_CYCLES_PER_MAC = 8.06
 #: Hops of audio the ring holds besides one Invoke(): the DMA block being written (at most a hop) and the column
 #: the front end is computing when a segment completes.
 RING_EXTRA_HOPS = 2

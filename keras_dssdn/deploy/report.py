@@ -285,9 +285,10 @@ def _md_part(part: Optional[dict], ring: Optional[dict]) -> List[str]:
     if part.get("keeps_up") is False:
         line += (" The estimated Invoke() is longer than the segment it classifies: the model cannot keep up with "
                  "the audio at this clock, and no ring size helps.")
-    return ["", line, "The Invoke() time is an estimate from a planning figure for the cycles per MAC "
-            "(keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC; measured instruction counts: docs/firmware.md); "
-            "the front end's own time is not in it."]
+    return ["", line, "The Invoke() time is an estimate: MACs x cycles per MAC (default "
+            "keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC, the instructions per MAC measured with CMSIS-NN on an "
+            "emulated Cortex-M4F, docs/firmware.md; real cycles are at least that many) at the named clock; the front "
+            "end's own time is not in it."]
 
 
 def _md_device(report: dict) -> List[str]:

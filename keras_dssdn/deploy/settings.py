@@ -96,7 +96,7 @@ class ExportSettings:
     ``mcu_clock_hz`` (Hz) and ``mcu_cycles_per_mac``: the target core's clock and the model's cycles per
     multiply-accumulate, which size the audio ring that holds the audio arriving during Invoke()
     (:func:`keras_dssdn.analysis.ram.audio_ring`; defaults :data:`~keras_dssdn.analysis.ram.DEFAULT_MCU_CLOCK_HZ`,
-    80 MHz, and the planning figure :data:`~keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC`)."""
+    100 MHz, and the measured :data:`~keras_dssdn.analysis.ram.MODEL_CYCLES_PER_MAC`)."""
 
     model: ModelOverrides = ModelOverrides()
     data: DataSettings = DataSettings()

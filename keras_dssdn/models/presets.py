@@ -21,8 +21,8 @@ SMALL = DSSDNConfig(operator="spc", widths=(24, 32, 48, 64, 64), stem_width=16, 
 DCASE_SMALL_1S = SMALL.replace(input_shape=list(DEFAULT_FRONTEND.input_shape(1.0)))
 #: DSSDN-Small's blocks for a microcontroller with 128 KB of RAM: 64 mel bands and a stem that strides 2 in
 #: frequency as well, so every activation is a quarter of DCASE_SMALL_1S's (budget: TFLM arena, C front end and the
-#: audio ring <= 128 KB, DEFAULT_BUDGETS["dcase_mcu_1s"]; with a bundle's recommended arena and the audio of one
-#: Invoke() at 80 MHz it is 4 KB over, at 16 kHz or >= 146 MHz it fits: docs/deployment.md); its training config
+#: audio ring <= 128 KB, DEFAULT_BUDGETS["dcase_mcu_1s"]; with the arena TFLM allocates and the audio of one
+#: Invoke() at 100 MHz it fits; with a bundle's host-measured recommended arena it does not: docs/firmware.md); its training config
 #: sets frontend.n_mels: 64 and names the sample rate (frontend.sample_rate; 16 / 48 kHz overrides in the file).
 DCASE_MCU_1S = SMALL.replace(stem_strides=[2, 2], input_shape=[64, DEFAULT_FRONTEND.num_frames(1.0), 1])
 

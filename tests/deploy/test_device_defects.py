@@ -16,6 +16,7 @@ import pytest
 
 import keras
 
+from keras_dssdn.analysis import ram
 from keras_dssdn.deploy import micro
 from keras_dssdn.deploy.verify import ExactnessTally, verify_bit_exact
 from keras_dssdn.errors import VerificationError
@@ -280,7 +281,7 @@ def test_streaming_example_isr_fills_a_ring_and_the_main_loop_runs_the_model(tmp
     assert int(best) >= 0 and min(abs(float(prob) - 0.996), abs(float(prob) - 0.498)) < 1e-3
     header = files["dssdn_model_settings.h"]
     assert f"constexpr int kAudioRingSamples = {ring['samples']};" in header
-    assert "kSampleRateHz = 16000;" in header and "kMcuClockHz = 80000000;" in header
+    assert "kSampleRateHz = 16000;" in header and f"kMcuClockHz = {ram.DEFAULT_MCU_CLOCK_HZ};" in header
     example = files["dssdn_example.cc"]
     assert "Invoke" not in example[example.index("int32_t SceneAudioIsr"):example.index("uint32_t SceneDroppedSamples")]
 
@@ -434,8 +435,10 @@ def test_audio_ring_holds_the_audio_of_one_invoke_and_is_counted():
     part = mem["part"]
     assert part["headroom_bytes"] == 131_072 - mem["ram"]["total"] < 0 and not part["fits"]
     # at the clock the report names, the same model fits
-    at = ram.device_ram(109_568, fe, 2_100_960, clock_hz=part["min_clock_hz"])
-    assert at["total"] <= 131_072 < ram.device_ram(109_568, fe, 2_100_960, clock_hz=part["min_clock_hz"] - 1e6)["total"]
+    per_mac = ring["cycles_per_mac"]
+    at = ram.device_ram(109_568, fe, 2_100_960, clock_hz=part["min_clock_hz"], cycles_per_mac=per_mac)
+    below = ram.device_ram(109_568, fe, 2_100_960, clock_hz=part["min_clock_hz"] - 1e6, cycles_per_mac=per_mac)
+    assert at["total"] <= 131_072 < below["total"]
     assert "keeps_up" not in part  # no segment length in these constants
     slow = ram.audio_ring(44100, 1024, 2_100_960, clock_hz=8e6)  # 1.05 s per 1-s segment
     late = device_memory(130_000, 109_568, 98_984, {**consts, "seconds": 1.0}, slow)
