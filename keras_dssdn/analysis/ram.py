@@ -245,13 +245,10 @@ def ram_headroom(total_bytes: int, arena_bytes: int, frontend_bytes: int, ring: 
             "fits": bool(total_bytes <= part_bytes), "min_clock_hz": min_clock}
 
 
-def estimate_device_ram(model, frontend, seconds: Optional[float] = None, **timing) -> Dict[str, int]:
-    """:func:`device_ram` with the arena of :func:`estimate_model_arena` and the model's MACs (``seconds``: the
-    input length under ``frontend``; default the model's own input; ``timing``: ``clock_hz``,
-    ``cycles_per_mac``)."""
-    from keras_dssdn.analysis.complexity import graph_macs
-
-    shape = frontend.input_shape(seconds) if seconds is not None else tuple(model.inputs[0].shape[1:])
-    macs = sum(graph_macs(model, shape).values())
-    return device_ram(estimate_model_arena(model, shape if seconds is not None else None).total, frontend, macs,
-                      **timing)
+def estimate_device_ram(model, frontend, macs: int, seconds: Optional[float] = None, **timing) -> Dict[str, int]:
+    """:func:`device_ram` with the arena of :func:`estimate_model_arena` for a model of ``macs`` per Invoke()
+    (``seconds``: the input length under ``frontend``; default the model's own input; ``timing``: ``clock_hz``,
+    ``cycles_per_mac``). The caller counts the MACs (:func:`keras_dssdn.analysis.complexity.graph_macs`), so that
+    this module does not import the complexity module, which imports it."""
+    shape = frontend.input_shape(seconds) if seconds is not None else None
+    return device_ram(estimate_model_arena(model, shape).total, frontend, macs, **timing)

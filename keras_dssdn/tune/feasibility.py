@@ -62,9 +62,11 @@ def measure(config: DSSDNConfig, budget: Budget, frontend=None) -> Complexity:
     reason = budget.reason(report.params, report.macs)
     if budget.max_ram is None or reason is not None:
         return Complexity(report.params, report.macs, reason)
+    from keras_dssdn.analysis.complexity import graph_macs
     from keras_dssdn.analysis.ram import estimate_device_ram
 
-    ram = estimate_device_ram(model, frontend)["total"]
+    invoke_macs = sum(graph_macs(model, tuple(model.inputs[0].shape[1:])).values())  # one Invoke(): its own input
+    ram = estimate_device_ram(model, frontend, invoke_macs)["total"]
     return Complexity(report.params, report.macs, budget.reason(report.params, report.macs, ram_bytes=ram), ram)
 
 
