@@ -80,6 +80,35 @@ def _seed():
     yield
 
 
+class CommandResult:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def run_command(capsys):
+    """``run_command("dssdn-train", *args) -> CommandResult``: the console script's main (its target in
+    setup.cfg) in this process, with the same message and exit status as the installed command but without a
+    TensorFlow start-up per call; a traceback on stderr fails the test."""
+    import configparser
+    import importlib
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    scripts = dict(line.replace(" ", "").split("=", 1)
+                   for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines())
+
+    def run(command, *args):
+        module, func = scripts[command].split(":")
+        capsys.readouterr()
+        status = getattr(importlib.import_module(module), func)([str(a) for a in args])
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err, out.err[-3000:]
+        return CommandResult(status, out.out, out.err)
+
+    return run
+
+
 @pytest.fixture
 def shared_data():
     if not SHARED_DATA.is_dir():

@@ -27,29 +27,6 @@ def _run(command, *args, cwd=None, timeout=600):
     return out
 
 
-class _Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def _run_in_process(capsys, command, *args):
-    """The command's main (the console script's target in setup.cfg) in this process: the same message and
-    exit status as the installed command, without a TensorFlow start-up per case."""
-    import configparser
-    import importlib
-
-    cfg = configparser.ConfigParser()
-    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
-    scripts = dict(line.replace(" ", "").split("=", 1)
-                   for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines())
-    module, func = scripts[command].split(":")
-    capsys.readouterr()
-    status = getattr(importlib.import_module(module), func)([str(a) for a in args])
-    out = capsys.readouterr()
-    assert "Traceback" not in out.err, out.err[-3000:]
-    return _Result(status, out.out, out.err)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return make_synthetic_dataset(tmp_path_factory.mktemp("d") / "tiny", num_classes=2, seconds=1.0,
@@ -97,50 +74,50 @@ def test_train_command_refuses_a_bad_value_in_one_line(tiny, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_malformed_csv_is_named(tmp_path, capsys):
+def test_malformed_csv_is_named(tmp_path, capsys, run_command):
     bad = tmp_path / "bad.csv"
     bad.write_text("filename\tscene_label\na.wav\n")
-    out = _run_in_process(capsys, "dssdn-train", f"data={bad}", f"out_dir={tmp_path}", "name=run")
+    out = run_command("dssdn-train", f"data={bad}", f"out_dir={tmp_path}", "name=run")
     assert out.returncode == 3 and "bad.csv" in out.stderr, out.stderr
     assert not (tmp_path / "run").exists()
 
 
-def test_non_finite_audio_is_refused_before_training(tiny, tmp_path, capsys):
+def test_non_finite_audio_is_refused_before_training(tiny, tmp_path, capsys, run_command):
     data = tmp_path / "data"
     shutil.copytree(tiny, data)
     victim = sorted((data / "audio").glob("*.wav"))[0]
     x = np.zeros(44100, np.float32)
     x[100] = np.nan
     _float_wav(victim, x)
-    out = _run_in_process(capsys, "dssdn-train", f"data={data}", f"out_dir={tmp_path}", "name=run", "epochs=1",
+    out = run_command("dssdn-train", f"data={data}", f"out_dir={tmp_path}", "name=run", "epochs=1",
                           "warmup_epochs=0", "clip_seconds=1.0")
     assert out.returncode == 3 and victim.name in out.stderr and "NaN" in out.stderr, out.stderr
     assert not (tmp_path / "run").exists()
-    pred = _run_in_process(capsys, "dssdn-predict", "--model", str(tmp_path / "none.keras"), str(victim))
+    pred = run_command("dssdn-predict", "--model", str(tmp_path / "none.keras"), str(victim))
     assert pred.returncode == 4 and "none.keras" in pred.stderr
 
 
-def test_short_clip_message_names_a_key_the_trainer_accepts(tiny, tmp_path, capsys):
-    out = _run_in_process(capsys, "dssdn-train", f"data={tiny}", f"out_dir={tmp_path}", "name=run", "clip_seconds=2.0")
+def test_short_clip_message_names_a_key_the_trainer_accepts(tiny, tmp_path, capsys, run_command):
+    out = run_command("dssdn-train", f"data={tiny}", f"out_dir={tmp_path}", "name=run", "clip_seconds=2.0")
     assert out.returncode == 3 and "pad_short=true" in out.stderr, out.stderr
     from keras_dssdn.train import load_train_config
 
     assert load_train_config("small", ["pad_short=true"]).pad_short is True
 
 
-def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys, run_command):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
-    out = _run_in_process(capsys, "dssdn-demo", "--out", mine, "--epochs", "1")
+    out = run_command("dssdn-demo", "--out", mine, "--epochs", "1")
     assert out.returncode == 2 and str(mine) in out.stderr, out.stderr
     assert (mine / "thesis.tex").read_text() == "precious" and sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
 
 
-def test_not_a_keras_file_is_not_reported_as_missing(tiny, tmp_path, capsys):
+def test_not_a_keras_file_is_not_reported_as_missing(tiny, tmp_path, capsys, run_command):
     fake = tmp_path / "model.keras"
     fake.write_bytes(b"this is not a zip archive")
-    out = _run_in_process(capsys, "dssdn-evaluate", "--model", fake, "--data", tiny)
+    out = run_command("dssdn-evaluate", "--model", fake, "--data", tiny)
     assert out.returncode == 4 and str(fake) in out.stderr and "not found" not in out.stderr.lower(), out.stderr
 
 

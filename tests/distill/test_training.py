@@ -4,6 +4,7 @@ devices, and in a search; bad teachers stop before any training step."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,17 @@ def _cfg(data, out, name, *extra):
 
 @pytest.fixture(scope="module")
 def teachers(tiny_data, tmp_path_factory):
-    """Two tiny teacher runs (seeds 0, 1; one epoch each) and their ensemble's logits of the training split."""
+    """Two tiny teacher runs and their ensemble's logits of the training split: seed 0 trained for one epoch, and
+    "seed1", a copy of that run folder whose model's trainable weights were moved by random noise (a second,
+    different member without a second training run)."""
     out = tmp_path_factory.mktemp("teachers")
-    for seed in (0, 1):
-        train(_cfg(tiny_data, out, f"seed{seed}", "epochs=1", f"seed={seed}"))
+    train(_cfg(tiny_data, out, "seed0", "epochs=1", "seed=0"))
+    shutil.copytree(out / "seed0", out / "seed1")
+    model = keras.models.load_model(out / "seed1" / "best.keras", compile=False)
+    rng = np.random.default_rng(1)
+    for v in model.trainable_variables:
+        v.assign(v.numpy() + rng.normal(0.0, 0.2, v.shape).astype(v.dtype))
+    model.save(out / "seed1" / "best.keras")
     logits = out / "train.npz"
     assert teacher_main(["run", str(out / "seed*"), "--data", str(tiny_data), "--split", "train", "--clip-seconds",
                          "2", "--out", str(logits)]) == 0

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,9 +35,16 @@ def _cfg(data, out, name, *extra):
     return load_train_config("small", [f"data={data}", f"out_dir={out}", f"name={name}", *TINY, *extra])
 
 
-def test_tiny_run_writes_a_complete_run_folder(tiny_data, tmp_path):
-    result = train(_cfg(tiny_data, tmp_path, "run", "epochs=2"))
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def two_epoch_run(tiny_data, tmp_path_factory):
+    """One tiny run of 2 epochs, shared by the tests that read a finished run (the folder, evaluation, the
+    refusals of a resume): ``(result, run folder)``. Tests that change the folder work on a copy."""
+    out = tmp_path_factory.mktemp("trained")
+    return train(_cfg(tiny_data, out, "run", "epochs=2")), out / "run"
+
+
+def test_tiny_run_writes_a_complete_run_folder(two_epoch_run):
+    result, run = two_epoch_run
     for name in ("config.json", "model_config.json", "frontend.json", "labels.json", "normalization.json",
                  "log.csv", "best.keras", "metrics.json", "metrics.md", "confusion.png",
                  "checkpoint/last.keras", "checkpoint/state.json"):
@@ -91,6 +99,7 @@ class _RecordStart(keras.callbacks.Callback):
             self.first_epoch = epoch
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_at_next_epoch_with_identical_optimizer_state(tiny_data, tmp_path):
     cfg = _cfg(tiny_data, tmp_path, "run", "epochs=3")
     with pytest.raises(KeyboardInterrupt):
@@ -150,9 +159,9 @@ def test_bad_input_errors(tiny_data, tmp_path):
         train(_cfg(tiny_data, tmp_path, "nothing", "epochs=1"), resume=True)
 
 
-def test_resume_refuses_other_labels_and_corrupt_checkpoint(tiny_data, tmp_path):
-    cfg = _cfg(tiny_data, tmp_path, "run", "epochs=1")
-    train(cfg)
+def test_resume_refuses_other_labels_and_corrupt_checkpoint(two_epoch_run, tiny_data, tmp_path):
+    shutil.copytree(two_epoch_run[1], tmp_path / "run")  # a finished run of 2 epochs, changed below
+    cfg = _cfg(tiny_data, tmp_path, "run", "epochs=2")
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg)
     other = make_synthetic_dataset(tmp_path / "other", num_classes=4, seconds=2.0, train_locations=1,
@@ -162,22 +171,21 @@ def test_resume_refuses_other_labels_and_corrupt_checkpoint(tiny_data, tmp_path)
     config["data"] = str(other)
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ResumeError, match="labels .* differ from the run's"):
-        train(_cfg(other, tmp_path, "run", "epochs=1"), resume=True)  # data= may change on resume; labels may not
+        train(_cfg(other, tmp_path, "run", "epochs=2"), resume=True)  # data= may change on resume; labels may not
     config["data"] = str(tiny_data)
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     # an override that changes the experiment is refused, naming the key
-    with pytest.raises(ResumeError, match="epochs: 1 -> 2"):
-        train(_cfg(tiny_data, tmp_path, "run", "epochs=2"), resume=True)
+    with pytest.raises(ResumeError, match="epochs: 2 -> 3"):
+        train(_cfg(tiny_data, tmp_path, "run", "epochs=3"), resume=True)
     (tmp_path / "run" / "checkpoint" / "last.keras").write_bytes(b"not a zip file")
     with pytest.raises(ResumeError, match="last.keras .* is corrupt"):
-        train(_cfg(tiny_data, tmp_path, "run", "epochs=1"), resume=True)
+        train(_cfg(tiny_data, tmp_path, "run", "epochs=2"), resume=True)
 
 
-def test_evaluate_keras_and_tflite_and_unknown_classes(tiny_data, tmp_path):
+def test_evaluate_keras_and_tflite_and_unknown_classes(two_epoch_run, tiny_data, tmp_path):
     import tensorflow as tf
 
-    train(_cfg(tiny_data, tmp_path, "run", "epochs=1"))
-    model = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
+    model = keras.models.load_model(two_epoch_run[1] / "best.keras", compile=False)
     clips = read_dcase(tiny_data, split="evaluate")
     from keras_dssdn.params import FrontEndParams
 
@@ -203,15 +211,16 @@ def test_segment_training_reports_clip_level(tiny_data, tmp_path):
     assert m["level"].startswith("clip (mean of 1-s segment")
 
 
-def test_cli_train_and_evaluate(tiny_data, tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config", "small", f"data={tiny_data}",
-                        f"out_dir={tmp_path}", "name=cli", *TINY, "epochs=1"], capture_output=True, text=True, env=env)
+def test_cli_train_and_evaluate(tiny_data, tmp_path, run_command):
+    """dssdn-train (its main, in this process) trains and reports; tools/evaluate.py, a real process in the form
+    the docs use, evaluates what it wrote."""
+    r = run_command("dssdn-train", "--config", "small", f"data={tiny_data}", f"out_dir={tmp_path}", "name=cli", *TINY,
+                    "epochs=1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "macro class-wise accuracy" in r.stdout
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config", "small", "epochz=1"],
-                       capture_output=True, text=True, env=env)
+    r = run_command("dssdn-train", "--config", "small", "epochz=1")
     assert r.returncode == 2 and "Unknown training config key" in r.stderr
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     r = subprocess.run([sys.executable, str(REPO / "tools" / "evaluate.py"), "--model", str(tmp_path / "cli" / "best.keras"),
                         "--data", str(tiny_data), "--clip-seconds", "2", "--out", str(tmp_path / "ev")],
                        capture_output=True, text=True, env=env)
