@@ -153,3 +153,31 @@ def sample_report(with_metrics=True, qat=False):
         "flash_bytes": 2456, "frontend_flash_bytes": 15840, "arena_bytes": 5120, "arena_min_bytes": 2000,
         "versions": {"tensorflow": "2.17.1"}, "bundle": "/tmp/b",
     }
+
+
+#: A stand-in for TFLM's micro_interpreter.h, for compiling the bundle's C++ on the host (tests/deploy/test_micro.py,
+#: test_device_defects.py): the test program defines Invoke(), e.g. to "classify" a segment by the sum of its int8
+#: input (a test program that counts the calls keeps its own counter).
+STUB_INTERPRETER = """#pragma once
+#include <cstddef>
+#include <cstdint>
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+struct TfLiteTensor { union { int8_t* int8; } data; };
+namespace tflite {
+struct Model {};
+inline const Model* GetModel(const void*) { static Model m; return &m; }
+class MicroInterpreter {
+ public:
+  template <class R> MicroInterpreter(const Model*, R&, uint8_t* arena, size_t size) : arena_(arena), size_(size) {}
+  TfLiteStatus AllocateTensors() { in_.data.int8 = reinterpret_cast<int8_t*>(arena_); out_.data.int8 = scores_;
+                                   return size_ > 0 ? kTfLiteOk : kTfLiteError; }
+  TfLiteTensor* input(int) { return &in_; }
+  TfLiteTensor* output(int) { return &out_; }
+  TfLiteStatus Invoke();
+  TfLiteTensor in_, out_;
+  int8_t scores_[64] = {};
+ private:
+  uint8_t* arena_; size_t size_;
+};
+}  // namespace tflite
+"""

@@ -22,7 +22,7 @@ from keras_dssdn.deploy.verify import ExactnessTally, verify_bit_exact
 from keras_dssdn.errors import VerificationError
 from keras_dssdn.inference.tflite import TFLiteRunner
 
-from _export_helpers import QUIET, synthetic, tiny_dssdn
+from _export_helpers import QUIET, STUB_INTERPRETER, synthetic, tiny_dssdn
 
 
 def _dense_int8(seed=0, features=64, classes=15):
@@ -124,29 +124,6 @@ template <unsigned int N> class MicroMutableOpResolver {
 %s
  private:
   unsigned int count_ = 0;
-};
-}  // namespace tflite
-"""
-STUB_INTERPRETER = """#pragma once
-#include <cstddef>
-#include <cstdint>
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-struct TfLiteTensor { union { int8_t* int8; } data; };
-namespace tflite {
-struct Model {};
-inline const Model* GetModel(const void*) { static Model m; return &m; }
-class MicroInterpreter {
- public:
-  template <class R> MicroInterpreter(const Model*, R&, uint8_t* arena, size_t size) : arena_(arena), size_(size) {}
-  TfLiteStatus AllocateTensors() { in_.data.int8 = reinterpret_cast<int8_t*>(arena_); out_.data.int8 = scores_;
-                                   return size_ > 0 ? kTfLiteOk : kTfLiteError; }
-  TfLiteTensor* input(int) { return &in_; }
-  TfLiteTensor* output(int) { return &out_; }
-  TfLiteStatus Invoke();
-  TfLiteTensor in_, out_;
-  int8_t scores_[64] = {};
- private:
-  uint8_t* arena_; size_t size_;
 };
 }  // namespace tflite
 """

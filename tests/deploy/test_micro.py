@@ -13,7 +13,7 @@ from keras_dssdn.deploy import csources, micro
 from keras_dssdn.deploy.frontend_constants import dense_filterbank, frontend_constants, sparse_filterbank
 from keras_dssdn.deploy.resources import template_text
 
-from _export_helpers import DSSDN_OPS
+from _export_helpers import DSSDN_OPS, STUB_INTERPRETER
 
 
 def test_supported_operators_come_from_the_tflm_library():
@@ -28,29 +28,6 @@ def test_supported_operators_come_from_the_tflm_library():
     assert micro.add_method("CONV_2D") == "AddConv2D" and micro.add_method("PADV2") == "AddPadV2"
 
 
-STUB_INTERPRETER = """#pragma once
-#include <cstddef>
-#include <cstdint>
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-struct TfLiteTensor { union { int8_t* int8; } data; };
-namespace tflite {
-struct Model {};
-inline const Model* GetModel(const void*) { static Model m; return &m; }
-// Stand-in for TFLM: "classifies" a segment as class (sum of its int8 input) mod kClasses.
-class MicroInterpreter {
- public:
-  template <class R> MicroInterpreter(const Model*, R&, uint8_t* arena, size_t size) : arena_(arena), size_(size) {}
-  TfLiteStatus AllocateTensors() { in_.data.int8 = reinterpret_cast<int8_t*>(arena_); out_.data.int8 = scores_;
-                                   return size_ > 0 ? kTfLiteOk : kTfLiteError; }
-  TfLiteTensor* input(int) { return &in_; }
-  TfLiteTensor* output(int) { return &out_; }
-  TfLiteStatus Invoke();
-  long invocations = 0;
- private:
-  uint8_t* arena_; size_t size_; TfLiteTensor in_, out_; int8_t scores_[64] = {};
-};
-}  // namespace tflite
-"""
 
 
 def _stub_tflm(root):
@@ -98,7 +75,7 @@ def test_generated_sources_compile_and_the_streaming_example_runs(tmp_path):
         "int SceneClipResult(float*);\n"
         "TfLiteStatus tflite::MicroInterpreter::Invoke() { long s = 0; for (int i = 0; i < dssdn::kInputElements; ++i)"
         " s += in_.data.int8[i]; for (int c = 0; c < dssdn::kNumClasses; ++c) scores_[c] = (c == ((s % 3) + 3) % 3)"
-        " ? 127 : -128; ++invocations; return kTfLiteOk; }\n"
+        " ? 127 : -128; return kTfLiteOk; }\n"
         "int main() { static int16_t pcm[DSSDN_FE_SEGMENT_SAMPLES * 5 / 2]; float p[dssdn::kNumClasses];\n"
         "  for (int i = 0; i < DSSDN_FE_SEGMENT_SAMPLES * 5 / 2; ++i) pcm[i] = (int16_t)((i * 7919) % 20000 - 10000);\n"
         "  int n = 0, pos = 0, chunk = 1;\n  if (SceneSetup(DSSDN_FE_SAMPLE_RATE) != 0) return 2;\n"
