@@ -86,26 +86,26 @@ int main(void) {
     assert abs(ticks * target.instructions_per_tick - 500_000) <= 2 * target.instructions_per_tick
 
 
-@needs_arm
-def test_a_hang_is_stopped_with_the_last_output(tmp_path):
-    project.write_target_files(str(tmp_path), M4F)
-    project.write_text(str(tmp_path), "main.c", '#include <stdio.h>\nint main(void) {\n  printf("about to hang\\n");\n'
-                       '  fflush(stdout);\n  for (;;) {\n  }\n}\n')
-    project.write_makefile(str(tmp_path), M4F, project.Sources(c=["startup.c", "main.c"]), "hang", "t")
-    elf = project.build(str(tmp_path), "hang")
-    with pytest.raises(FirmwareRunError, match=r"(?s)did not finish within 2 s.*about to hang"):
-        qemu.run_program(elf, M4F, timeout=2)
+#: A program that hangs, and one that faults: each stopped with what the user needs to see.
+_BAD_PROGRAMS = {
+    "hang": ('#include <stdio.h>\nint main(void) {\n  printf("about to hang\\n");\n  fflush(stdout);\n  for (;;) {\n  }\n}\n',
+             2, r"(?s)did not finish within 2 s.*about to hang"),
+    "fault": ("#include <stdint.h>\nint main(void) {\n"
+              "  return *(volatile int*)0xF0000000u;  /* no memory there: a bus fault */\n}\n",
+              10, r"(?s)faulted on mps2-an386.*pc=0x"),
+}
 
 
 @needs_arm
-def test_a_fault_is_reported_with_its_pc(tmp_path):
+@pytest.mark.parametrize("kind", sorted(_BAD_PROGRAMS))
+def test_a_hang_or_a_fault_is_stopped_with_the_last_output_or_the_pc(tmp_path, kind):
+    source, timeout, message = _BAD_PROGRAMS[kind]
     project.write_target_files(str(tmp_path), M4F)
-    project.write_text(str(tmp_path), "main.c", "#include <stdint.h>\nint main(void) {\n"
-                       "  return *(volatile int*)0xF0000000u;  /* no memory there: a bus fault */\n}\n")
-    project.write_makefile(str(tmp_path), M4F, project.Sources(c=["startup.c", "main.c"]), "fault", "t")
-    elf = project.build(str(tmp_path), "fault")
-    with pytest.raises(FirmwareRunError, match=r"(?s)faulted on mps2-an386.*pc=0x"):
-        qemu.run_program(elf, M4F, timeout=10)
+    project.write_text(str(tmp_path), "main.c", source)
+    project.write_makefile(str(tmp_path), M4F, project.Sources(c=["startup.c", "main.c"]), kind, "t")
+    elf = project.build(str(tmp_path), kind)
+    with pytest.raises(FirmwareRunError, match=message):
+        qemu.run_program(elf, M4F, timeout=timeout)
 
 
 @needs_arm
