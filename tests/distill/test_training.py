@@ -100,6 +100,9 @@ def test_teacher_runs_directly_and_bad_teachers_stop_before_training(teachers, t
     out, logits = teachers
     result = train(_cfg(tiny_data, tmp_path, "from-runs", f"teacher={out}/seed*", "epochs=1"))
     assert result.epochs_run == 1
+    m = result.metrics  # a run on 1-s segments of 2-s clips reports clip-level figures, with the segments' aside
+    assert m["examples"] == 9 and m["segment"]["examples"] == 18
+    assert m["level"].startswith("clip (mean of 1-s segment")
     # logits for other segments, and a teacher run with other labels: refused before any training step
     with pytest.raises(TeacherLogitsError, match=r"2 segment\(s\) of 1 s per 2-s clip; the student's examples need 1"):
         train(_cfg(tiny_data, tmp_path, "bad", f"teacher={logits}", "epochs=1", "segment_seconds=null"))
