@@ -116,6 +116,7 @@ def finetune_devices(run_dir, settings: Optional[FinetuneSettings] = None, log: 
         raise DataError(f"no device of {run.path}'s training data has {settings.min_clips} clips or more "
                         f"({ {d: len(c) for d, c in groups.items()} }); lower min_clips.")
     eval_groups = clips_by_device(evaluate) if evaluate is not None else {}
+    general_model = None  # loaded once, when a device has evaluate clips: one load and one traced predict step
     index = {}
     for position, (device, clips) in enumerate(chosen.items()):
         log(f"device {device}: fine-tuning on {len(clips)} clips for {settings.epochs} epochs")
@@ -128,8 +129,10 @@ def finetune_devices(run_dir, settings: Optional[FinetuneSettings] = None, log: 
                  "general_accuracy": None, "finetuned_accuracy": None}
         if device in eval_groups:
             ev = eval_groups[device]
+            if general_model is None:
+                general_model = keras.models.load_model(general, compile=False)
             entry.update(eval_clips=len(ev), finetuned_accuracy=_accuracy(model, ev, cfg),
-                         general_accuracy=_accuracy(keras.models.load_model(general, compile=False), ev, cfg))
+                         general_accuracy=_accuracy(general_model, ev, cfg))
             log(f"device {device}: accuracy on its {len(ev)} evaluate clips {100 * entry['general_accuracy']:.1f} % "
                 f"(general) -> {100 * entry['finetuned_accuracy']:.1f} % (fine-tuned)")
         index[device] = entry
