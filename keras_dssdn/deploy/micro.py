@@ -205,12 +205,18 @@ def micro_invoke(flatbuffer: bytes, inputs: np.ndarray, arena_size: int) -> np.n
 
     Returns the stacked raw outputs (e.g. int8 ``(N, classes)``).
     """
-    interp = micro_interpreter(flatbuffer, arena_size)
+    return micro_outputs(micro_interpreter(flatbuffer, arena_size), inputs)
+
+
+def micro_outputs(interpreter, inputs: np.ndarray) -> np.ndarray:
+    """Run an already allocated TFLM ``interpreter`` on each row of ``inputs`` (one example per row, in the input
+    tensor's dtype); the stacked raw outputs, e.g. int8 ``(N, classes)``. Reusing one interpreter over many
+    batches saves its allocation each time."""
     outs = []
     for x in inputs:
-        interp.set_input(np.ascontiguousarray(x[None]), 0)
-        interp.invoke()
-        outs.append(np.array(interp.get_output(0)).reshape(-1))
+        interpreter.set_input(np.ascontiguousarray(x[None]), 0)
+        interpreter.invoke()
+        outs.append(np.array(interpreter.get_output(0)).reshape(-1))
     return np.stack(outs)
 
 

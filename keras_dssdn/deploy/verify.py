@@ -161,15 +161,6 @@ def output_operator(flatbuffer: bytes) -> str:
     return "?"
 
 
-def _micro_outputs(interpreter, xq: np.ndarray) -> np.ndarray:
-    rows = []
-    for x in xq:
-        interpreter.set_input(np.ascontiguousarray(x[None]), 0)
-        interpreter.invoke()
-        rows.append(np.array(interpreter.get_output(0)).reshape(-1))
-    return np.stack(rows)
-
-
 def _raise_if_failed(tally: ExactnessTally, flatbuffer: bytes, name: str, where: str) -> None:
     problems = tally.problems()
     if not problems:
@@ -206,7 +197,7 @@ def compare_on_evaluation(flatbuffer: bytes, evaluation, arena_size: int, name: 
     tally = ExactnessTally()
     for x, _, clip in batches(evaluation):
         xq = ref.to_input(check_examples(x, shape, "The evaluation set"))
-        tally.add(_micro_outputs(interpreter, xq), ref.run_raw(xq), clip)
+        tally.add(micro.micro_outputs(interpreter, xq), ref.run_raw(xq), clip)
     _raise_if_failed(tally, flatbuffer, name, f"{tally.inputs} examples of the evaluation set")
     return {**tally.result(), "interpreters": INTERPRETERS, "output_operator": output_operator(flatbuffer)}
 
