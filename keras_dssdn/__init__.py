@@ -9,7 +9,7 @@ Quick start::
 Importing the package registers its Keras serialisables (layers, models, the
 learning-rate schedule), so ``keras.models.load_model("m.keras")`` needs only
 ``import keras_dssdn``. Data, training, tuning and deployment are loaded on
-first use (``keras_dssdn.make_dataset``, ``keras_dssdn.train``, ...).
+first use (``keras_dssdn.training_dataset``, ``keras_dssdn.train``, ...).
 
 Package tree (one idea per folder): ``layers/`` operators, frequency split,
 attention, regulariser, front-end layers, class names; ``models/`` DSSDB,
@@ -64,7 +64,11 @@ _LAZY = {
     "evaluate_model": "keras_dssdn.inference.evaluate",
     "export_bundle": "keras_dssdn.deploy",
     "load_train_config": "keras_dssdn.train",
+    "evaluation_dataset": "keras_dssdn.data.pipeline",
     "make_dataset": "keras_dssdn.data.pipeline",
+    "PipelineSpec": "keras_dssdn.data.spec",
+    "training_dataset": "keras_dssdn.data.pipeline",
+    "TrainingOptions": "keras_dssdn.data.spec",
     "make_synthetic_dataset": "keras_dssdn.data.synthetic",
     "profile": "keras_dssdn.analysis.complexity",
     "read_clips": "keras_dssdn.data.datasets",

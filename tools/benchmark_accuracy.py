@@ -123,11 +123,13 @@ def _train_row(name, config, overrides, seed, args):
 def _logmel_clips(args, n_mels: int, split: str):
     """``(features (clips, n_mels, frames), labels (clips,), names)`` of one split, unaugmented."""
     from keras_dssdn.params import FrontEndParams
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.datasets import read_clips
+    from keras_dssdn.data.pipeline import evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
 
     fe = FrontEndParams(n_mels=n_mels)
-    ds = make_dataset(args.data, fe, split=split, fold=args.fold, training=False, batch_size=32, cache=None,
-                      vocabulary=_vocabulary(args))
+    ds = evaluation_dataset(read_clips(args.data, split=split, fold=args.fold),
+                            PipelineSpec(frontend=fe, batch_size=32, cache=None, vocabulary=_vocabulary(args)))
     xs, ys = zip(*[(np.asarray(x)[..., 0], np.asarray(y)) for x, y in ds])
     return np.concatenate(xs), np.concatenate(ys)
 

@@ -27,7 +27,8 @@ def main(argv=None) -> int:
 
     import keras_dssdn
     from keras_dssdn.data.datasets import read_clips
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
     from keras_dssdn.deploy.bundle import export_bundle
     from keras_dssdn.layers.frontend import attach_front_end, compute_normalization_stats
 
@@ -37,7 +38,8 @@ def main(argv=None) -> int:
     from keras_dssdn.models.presets import preset_frontend
 
     fe = preset_frontend(args.size)  # the preset's mel bands (64 for dcase_mcu_1s)
-    ds = make_dataset(sub, fe, training=False, vocabulary=vocab, clip_seconds=10.0, segment_seconds=1.0, cache=None)
+    ds = evaluation_dataset(sub, PipelineSpec(frontend=fe, clip_seconds=10.0, segment_seconds=1.0, vocabulary=vocab,
+                                              cache=None))
     stats = compute_normalization_stats(ds, mode="per_band")
     cfg = keras_dssdn.PRESETS[args.size].replace(input_shape=list(fe.input_shape(1.0)), classes=len(vocab))
     core = keras_dssdn.build_dssdn(cfg, name=args.size)

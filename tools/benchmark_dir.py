@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     from keras_dssdn.data.datasets import read_clips
     from keras_dssdn.data.device_augment import DeviceAugment
     from keras_dssdn.data.impulse import load_impulse_responses, synthetic_impulse_responses
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import training_dataset
+    from keras_dssdn.data.spec import PipelineSpec, TrainingOptions
     from keras_dssdn.data.synthetic import make_synthetic_dataset
     from keras_dssdn.params import DEFAULT_FRONTEND
 
@@ -61,11 +62,10 @@ def main(argv=None) -> int:
     rate = DEFAULT_FRONTEND.sample_rate
     responses = (load_impulse_responses(args.responses, rate, DEFAULT_FRONTEND.num_samples())
                  if args.responses else synthetic_impulse_responses(12, rate, seed=0))
-    opts = dict(training=True, batch_size=args.batch_size, segment_seconds=args.segment_seconds,
-                label_mode="one_hot", seed=0)
-    variants = {"log-mel cache (no DIR)": make_dataset(clips, **opts),
-                f"waveform cache + DIR p={args.prob:g}": make_dataset(
-                    clips, devices=DeviceAugment(responses, args.prob), **opts)}
+    spec = PipelineSpec(batch_size=args.batch_size, segment_seconds=args.segment_seconds, label_mode="one_hot")
+    variants = {"log-mel cache (no DIR)": training_dataset(clips, spec, TrainingOptions(seed=0)),
+                f"waveform cache + DIR p={args.prob:g}": training_dataset(
+                    clips, spec, TrainingOptions(seed=0, devices=DeviceAugment(responses, args.prob)))}
     for ds in variants.values():
         _pass_seconds(ds)  # fills the cache
     times = {name: [] for name in variants}

@@ -32,7 +32,8 @@ def quick_train(size: str, data: str, fold: int, epochs: int, out_root: str, bat
     import keras_dssdn
     from keras_dssdn.layers.frontend import attach_front_end, compute_normalization_stats
     from keras_dssdn.data.datasets import read_clips
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import evaluation_dataset, training_dataset
+    from keras_dssdn.data.spec import PipelineSpec, TrainingOptions
     from keras_dssdn.fileio import save_model_atomic
 
     keras.utils.set_random_seed(seed)
@@ -41,13 +42,13 @@ def quick_train(size: str, data: str, fold: int, epochs: int, out_root: str, bat
     cfg = keras_dssdn.PRESETS[size].replace(classes=len(vocab))
     frames = cfg.input_shape[1]
     segment = 1.0 if frames == keras_dssdn.DEFAULT_FRONTEND.num_frames(1.0) else None
-    stats_ds = make_dataset(train, training=False, vocabulary=vocab, segment_seconds=segment, cache=None, batch_size=32)
+    spec = PipelineSpec(vocabulary=vocab, segment_seconds=segment, cache=None)
+    stats_ds = evaluation_dataset(train, spec)
     stats = compute_normalization_stats(stats_ds, mode="global")
     core = keras_dssdn.build_dssdn(cfg, name=f"dssdn_{size}")
     model = attach_front_end(core, normalization=stats, class_names=vocab.names, waveform_input=False,
                              seconds=segment or keras_dssdn.DEFAULT_FRONTEND.clip_seconds, name=f"dssdn_{size}_tut17")
-    ds = make_dataset(train, training=True, vocabulary=vocab, segment_seconds=segment, cache="memory",
-                      batch_size=batch_size, seed=seed)
+    ds = training_dataset(train, spec.replace(cache="memory", batch_size=batch_size), TrainingOptions(seed=seed))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     t = time.time()

@@ -9,7 +9,7 @@ One short, prepared run (a few minutes on a GPU; docs/install.md) in two parts:
    epoch (tracing), two ways:
 
    * ``cpu-tfdata``: the CPU ``tf.data`` path the trainer uses: the pipeline decodes and computes the
-     log-mel maps (``make_dataset(output="logmel")``) and the model takes maps;
+     log-mel maps (``PipelineSpec(output="logmel")``) and the model takes maps;
    * ``logmel-in-model``: the pipeline only decodes (``output="waveform"``) and the model starts with the
      :class:`~keras_dssdn.layers.frontend.LogMel` layer (STFT and mel filterbank on the accelerator; kept in
      float32 under mixed precision).
@@ -61,7 +61,8 @@ def training_benchmark(clips, vocab, variant: str, batch_size: int, epochs: int,
     import keras
 
     import keras_dssdn
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import training_dataset
+    from keras_dssdn.data.spec import PipelineSpec, TrainingOptions
     from keras_dssdn.layers.frontend import LogMel
 
     params = keras_dssdn.DEFAULT_FRONTEND
@@ -69,8 +70,9 @@ def training_benchmark(clips, vocab, variant: str, batch_size: int, epochs: int,
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
     output = "logmel" if variant == "cpu-tfdata" else "waveform"
-    ds = make_dataset(clips, params, batch_size=batch_size, training=True, vocabulary=vocab, label_mode="one_hot",
-                      output=output, cache="memory" if cache == "memory" else None, seed=0)
+    spec = PipelineSpec(frontend=params, batch_size=batch_size, vocabulary=vocab, label_mode="one_hot", output=output,
+                        cache="memory" if cache == "memory" else None)
+    ds = training_dataset(clips, spec, TrainingOptions(seed=0))
     core = keras_dssdn.DSSDNSmall(input_shape=params.input_shape(), classes=len(vocab.names))
     if variant == "cpu-tfdata":
         model = core

@@ -3,7 +3,7 @@
 
 Measures, in one run and over several repetitions (medians reported):
 
-(a) first pass -- ``make_dataset(..., cache="memory")`` built and iterated once:
+(a) first pass -- ``evaluation_dataset(clips, PipelineSpec(cache="memory"))`` built and iterated once:
     header probing, TF-op decoding, down-mix, resampling, crop/pad, log-mel,
     batching (graph tracing included);
 (b) cached pass -- the same dataset iterated again (log-mel maps from the
@@ -86,7 +86,8 @@ def main(argv=None):
 
     from keras_dssdn.data.datasets import read_dcase
     from keras_dssdn.params import DEFAULT_FRONTEND
-    from keras_dssdn.data.pipeline import cpu_count, make_dataset
+    from keras_dssdn.data.pipeline import cpu_count, evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
 
     params = DEFAULT_FRONTEND
     clips = read_dcase(args.data, split=args.split)
@@ -99,7 +100,8 @@ def main(argv=None):
             f.read()
     # warm-up: imports, librosa's first-call costs, TF kernels
     reference_pass(clips.subset(range(2)), params, clip_seconds, args.batch_size)
-    for _ in make_dataset(clips.subset(range(2)), params, clip_seconds=clip_seconds, batch_size=args.batch_size):
+    spec = PipelineSpec(frontend=params, clip_seconds=clip_seconds, batch_size=args.batch_size)
+    for _ in evaluation_dataset(clips.subset(range(2)), spec):
         pass
 
     times = {"reference": [], "first": [], "cached": []}
@@ -110,8 +112,7 @@ def main(argv=None):
         assert got == n
 
         t = time.perf_counter()
-        ds = make_dataset(clips, params, clip_seconds=clip_seconds, batch_size=args.batch_size, cache="memory",
-                          num_parallel_calls=args.parallel)
+        ds = evaluation_dataset(clips, spec.replace(cache="memory", num_parallel_calls=args.parallel))
         got = sum(int(x.shape[0]) for x, _ in ds)
         times["first"].append(time.perf_counter() - t)
         assert got == n

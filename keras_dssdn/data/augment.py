@@ -3,7 +3,7 @@
 All functions take a batch of log-mel maps ``x`` of shape ``(B, F, T, 1)``
 (natural-log mel power, frequency on axis 1, lowest band first, time on
 axis 2) and a stateless seed (int tensor of shape ``(2,)``). The same seed
-gives the same result; :func:`keras_dssdn.data.pipeline.make_dataset` draws one
+gives the same result; :func:`keras_dssdn.data.pipeline.training_dataset` draws one
 seed per batch from its ``seed`` argument and applies :func:`augment_batch`
 only when ``training=True``.
 

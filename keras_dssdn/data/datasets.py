@@ -3,7 +3,7 @@
 A reader returns a :class:`ClipList`: the clips of one split, each with its
 absolute file path, scene label, recording-location identifier and device
 (DCASE's ``source_label``) when the metadata has them. Nothing is decoded
-here; :func:`keras_dssdn.data.pipeline.make_dataset` turns a ClipList into a
+here; :func:`keras_dssdn.data.pipeline.training_dataset` / ``evaluation_dataset`` turn a ClipList into a
 ``tf.data.Dataset``.
 
 DCASE layout (TUT Acoustic Scenes 2017, TUT Urban Acoustic Scenes 2018, TAU

@@ -1,6 +1,6 @@
 """Device augmentation in the training pipeline: impulse responses (DIR) and spectrum differences (DSMN).
 
-:func:`keras_dssdn.data.pipeline.make_dataset` takes a :class:`DeviceAugment` (``devices=``) and, for a
+:func:`keras_dssdn.data.pipeline.training_dataset` takes a :class:`DeviceAugment` (``TrainingOptions.devices``) and, for a
 training set, calls its two stages::
 
     decode -> resample -> crop  -> [cache waveforms -> DIR, new draws every epoch]   (waveform_stage)

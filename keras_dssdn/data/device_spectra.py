@@ -113,10 +113,12 @@ def paired_groups(clips) -> Dict[str, Dict[str, int]]:
 
 def _clip_mean_logmel(clips, frontend: FrontEndParams, clip_seconds: Optional[float], batch_size: int) -> np.ndarray:
     """Mean over frames of each clip's log-mel map: ``(clips, n_mels)``."""
-    from keras_dssdn.data.pipeline import decoding_errors, make_dataset
+    from keras_dssdn.data.pipeline import decoding_errors, evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
 
-    ds = make_dataset(clips, frontend, training=False, batch_size=batch_size, cache=None, with_metadata=True,
-                      clip_seconds=clip_seconds, pad_short=True, label_mode="int")
+    spec = PipelineSpec(frontend=frontend, clip_seconds=clip_seconds, batch_size=batch_size, label_mode="int",
+                        cache=None, pad_short=True)
+    ds = evaluation_dataset(clips, spec, with_metadata=True)
     means = np.zeros((len(clips), frontend.n_mels))
     with decoding_errors():
         for x, _, m in ds:

@@ -1,7 +1,9 @@
 """``tf.data`` pipeline: clips -> batched ``(log-mel, label)`` for training and evaluation.
 
-:func:`make_dataset` builds, for a :class:`~keras_dssdn.data.datasets.ClipList`
-(or a DCASE folder / CSV path)::
+:func:`training_dataset` and :func:`evaluation_dataset` build, for a
+:class:`~keras_dssdn.data.datasets.ClipList` (or a DCASE folder / CSV path) and one
+:class:`~keras_dssdn.data.spec.PipelineSpec` (plus :class:`~keras_dssdn.data.spec.TrainingOptions` for a
+training set)::
 
     file list -> read + decode + down-mix + resample + crop/pad   (parallel map, TF ops)
               -> [cut into segments]                               (1-s DCASE 2022+ setting)
@@ -10,7 +12,7 @@
               -> [shuffle] -> batch -> [augment] -> [normalise] -> prefetch
 
 and yields ``x`` float32 ``(B, n_mels, frames, 1)`` (or waveforms
-``(B, samples)`` with ``output="waveform"``, for a model whose first layer is
+``(B, samples)`` with ``spec.output="waveform"``, for a model whose first layer is
 :class:`~keras_dssdn.layers.frontend.LogMel`), ``y`` int32 class ids ``(B,)`` or
 one-hot / soft labels ``(B, classes)``, and with ``with_metadata=True`` a dict
 of per-example metadata (file, device, identifier, clip_index,
@@ -18,14 +20,16 @@ segment_index). Unlabelled clips get id -1 (an all-zero one-hot row).
 
 Before any tensor is built every file is checked (header probe, length,
 labels), so bad input fails with a named file before training starts.
+:func:`make_dataset` (23 keyword arguments) is the deprecated form of the two entry points, kept for one release.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
-from typing import Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -37,15 +41,12 @@ from keras_dssdn.errors import AudioFormatError, DataError, ShortClipError, Unsu
 from keras_dssdn.layers.frontend import NormalizationStats, log_mel_spectrogram
 from keras_dssdn.layers.frequency import split_point
 from keras_dssdn.layers.labels import LabelVocabulary
+from keras_dssdn.data.spec import LABEL_MODES, OUTPUTS, PipelineSpec, TrainingOptions
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 
 #: A clip may be this much shorter (fraction of the target length) than the
 #: crop and still be zero-padded silently.
 SHORT_CLIP_TOLERANCE = 0.01
-
-OUTPUTS = ("logmel", "waveform")
-LABEL_MODES = ("int", "one_hot")
-
 
 def cpu_count() -> int:
     """CPU cores this process may use."""
@@ -118,153 +119,149 @@ def _check_lengths(clips, infos, target_samples, sample_rate, pad_short):
         shortest = min(i.duration for _, i in short)
         raise ShortClipError(
             f"{len(short)} of {len(clips)} clips are shorter than the {need:g} s the pipeline crops to: "
-            f"{shown}{more}. Pass pad_short=true (a training config key; pad_short=True in make_dataset) to zero-pad "
+            f"{shown}{more}. Pass pad_short=true (a training config key; PipelineSpec(pad_short=True) in Python) to zero-pad "
             f"them, set clip_seconds to at most "
             f"{shortest:g}, or remove them from the metadata."
         )
     return len(short)
 
 
-def make_dataset(
-    data: Union[ClipList, str],
-    frontend: Optional[FrontEndParams] = None,
-    *,
-    batch_size: int = 32,
-    training: bool = False,
-    augment: Optional[AugmentConfig] = None,
-    teacher=None,
-    vocabulary: Optional[LabelVocabulary] = None,
-    label_mode: Optional[str] = None,
-    clip_seconds: Optional[float] = None,
-    segment_seconds: Optional[float] = None,
-    output: str = "logmel",
-    cache: Optional[str] = "memory",
-    shuffle_buffer: Optional[int] = None,
-    seed: int = 0,
-    with_metadata: bool = False,
-    normalization: Optional[NormalizationStats] = None,
-    pad_short: bool = False,
-    drop_remainder: bool = False,
-    split: str = "train",
-    fold: int = 1,
-    skip_missing: bool = False,
-    num_parallel_calls: Optional[int] = None,
-    devices=None,
-) -> tf.data.Dataset:
-    """Batched ``(x, y)`` (or ``(x, y, metadata)``) dataset for training or evaluation.
+def training_dataset(clips: Union[ClipList, str], spec: PipelineSpec = PipelineSpec(),
+                     options: TrainingOptions = TrainingOptions(), *, with_metadata: bool = False) -> tf.data.Dataset:
+    """Batched, shuffled (seeded, a new order every epoch) and augmented ``(x, y)`` for training.
 
     Args:
-      data: a :class:`ClipList`, or a DCASE root folder (read with ``split``,
-        ``fold``, ``skip_missing``) or a ``path,label`` CSV file.
-      frontend: log-mel settings (default :data:`DEFAULT_FRONTEND`).
-      training: shuffle (seeded, new order every epoch) and augment. With
-        ``False`` the order is the ClipList order and nothing is random.
-      augment: :class:`AugmentConfig` applied to training batches (None: none).
-      teacher: a :class:`~keras_dssdn.distill.teacher.TeacherTargets` (knowledge distillation). For a
-        training set (ignored with ``training=False``) each clip's teacher targets ``(segments, classes)``
-        are looked up by clip, checked and put into the clip table before any shuffling; each example
-        carries its segment's row, and ``y`` becomes ``(B, 2 * classes)``: labels, then teacher targets
-        (:func:`keras_dssdn.distill.loss.pack_targets`), so mixup mixes both with the same weights and the
-        other augmentations keep the clean clip's targets. Needs one-hot labels.
-      vocabulary: label vocabulary (default: the clips' sorted labels; pass the
-        training vocabulary when building the evaluation set).
-      label_mode: ``"int"`` (ids ``(B,)``) or ``"one_hot"`` (``(B, classes)``);
-        default one-hot when mixup is on, else int.
-      clip_seconds: every clip is cropped / zero-padded to this length at
-        ``frontend.sample_rate`` (default ``frontend.clip_seconds``).
-      segment_seconds: cut each clip into non-overlapping segments of this
-        length (e.g. 1.0); each segment is one example that keeps its clip's
-        label and ``clip_index``.
-      output: ``"logmel"`` (maps ``(B, n_mels, frames, 1)``) or
-        ``"waveform"`` (``(B, samples)``, log-mel left to the model).
-      cache: ``"memory"``, a file path prefix (``tf.data`` cache files), or
-        None. Cached: decoded, resampled audio turned into log-mel is kept,
-        and later epochs skip decoding and the STFT.
-      shuffle_buffer: examples in the shuffle buffer (default: all with a
-        memory cache, else at most 2048; the file list itself is always
-        shuffled first when there is no cache).
-      seed: seeds shuffling and augmentation; same seed, same batches.
-      with_metadata: also yield a dict with ``file``, ``device``,
-        ``identifier`` (strings, "" if unknown), ``clip_index`` (row in the
-        ClipList) and ``segment_index`` (0 without segments).
-      normalization: apply these statistics in the pipeline (leave None when
-        the model has a :class:`LogMelNormalization` layer).
-      pad_short: zero-pad clips shorter than ``clip_seconds`` instead of
-        raising :class:`ShortClipError`.
-      drop_remainder: drop the last incomplete batch.
-      devices: a :class:`~keras_dssdn.data.device_augment.DeviceAugment` for a training set (impulse responses
-        on cached waveforms, spectrum differences on batches; docs/devices.md).
-      num_parallel_calls: clips decoded at once (default: one per CPU core;
-        measured faster than ``tf.data.AUTOTUNE`` for these few, heavy
-        elements).
+      clips: a :class:`ClipList`, or a DCASE root folder (its fold-1 train split) or a ``path,label`` CSV file.
+      spec: the :class:`~keras_dssdn.data.spec.PipelineSpec` shared with the evaluation set.
+      options: the seed, augmentation, teacher targets and device augmentation
+        (:class:`~keras_dssdn.data.spec.TrainingOptions`).
+      with_metadata: also yield the per-example metadata dict (:data:`METADATA_KEYS`).
 
-    Raises :class:`~keras_dssdn.errors.DataError` subclasses naming the file /
-    row for missing, unreadable, unsupported or too-short audio and unknown
-    labels.
+    Yields ``x`` float32 ``(B, n_mels, frames, 1)`` (or ``(B, samples)``), ``y`` int32 ``(B,)`` or float32
+    ``(B, classes)`` (``(B, 2 * classes)`` with a teacher: labels, then teacher targets). Raises
+    :class:`~keras_dssdn.errors.DataError` subclasses naming the file / row for missing, unreadable, too short,
+    unlabelled or non-finite audio.
     """
-    p = frontend or DEFAULT_FRONTEND
-    num_parallel_calls = num_parallel_calls or cpu_count()
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}.")
+    return _build(read_clips(clips), spec, options, training=True, with_metadata=with_metadata)
+
+
+def evaluation_dataset(clips: Union[ClipList, str], spec: PipelineSpec = PipelineSpec(), *,
+                       with_metadata: bool = False) -> tf.data.Dataset:
+    """Batched ``(x, y)`` (``(x, y, metadata)`` with ``with_metadata``) in ClipList order, nothing random.
+
+    ``clips`` and ``spec`` as :func:`training_dataset`; unlabelled clips get id -1 (an all-zero one-hot row, which
+    needs ``spec.vocabulary``). Give ``spec.vocabulary`` the training vocabulary.
+    """
+    return _build(read_clips(clips), spec, TrainingOptions(), training=False, with_metadata=with_metadata)
+
+
+def make_dataset(data: Union[ClipList, str], frontend: Optional[FrontEndParams] = None, *, training: bool = False,
+                 split: str = "train", fold: int = 1, skip_missing: bool = False, with_metadata: bool = False,
+                 **settings) -> tf.data.Dataset:
+    """Deprecated (kept for one release): :func:`training_dataset` / :func:`evaluation_dataset` with a
+    :class:`~keras_dssdn.data.spec.PipelineSpec`. ``settings`` are the fields of ``PipelineSpec`` and, for
+    ``training=True``, of :class:`~keras_dssdn.data.spec.TrainingOptions` (``augment``, ``teacher``, ``devices``,
+    ``seed``, ``shuffle_buffer``; ignored for an evaluation set, as before)."""
+    import warnings
+
+    warnings.warn("keras_dssdn make_dataset is deprecated: use training_dataset(clips, PipelineSpec(...), "
+                  "TrainingOptions(...)) or evaluation_dataset(clips, PipelineSpec(...)) (docs/pipeline.md).",
+                  DeprecationWarning, stacklevel=2)
+    option_names = {f.name for f in dataclasses.fields(TrainingOptions)}
+    options = {k: settings.pop(k) for k in list(settings) if k in option_names}
+    unknown = set(settings) - {f.name for f in dataclasses.fields(PipelineSpec)}
+    if unknown:
+        raise TypeError(f"make_dataset() got unexpected keyword argument(s) {sorted(unknown)}.")
+    spec = PipelineSpec(frontend=frontend or DEFAULT_FRONTEND, **settings)
     clips = read_clips(data, split=split, fold=fold, skip_missing=skip_missing)
+    if training:
+        return training_dataset(clips, spec, TrainingOptions(**options), with_metadata=with_metadata)
+    return evaluation_dataset(clips, spec, with_metadata=with_metadata)
+
+
+class CheckedClips(NamedTuple):
+    """Clips that passed every check, ready to become a dataset (:func:`check_clips`)."""
+
+    table: dict  # per-clip arrays (tf.data slices): where the audio is, its encoding, label, metadata[, teacher]
+    infos: list  # AudioInfo per clip
+    vocabulary: Optional[LabelVocabulary]
+    label_mode: str  # "int" | "one_hot"
+    augment: Optional[AugmentConfig]  # None when nothing is augmented
+    examples: int  # clips x segments per clip
+
+
+def check_clips(clips: ClipList, spec: PipelineSpec, options: TrainingOptions, training: bool) -> CheckedClips:
+    """Every file probed and checked (readable, finite, long enough), labels encoded, teacher targets looked up,
+    before any tensor is built."""
     if len(clips) == 0:
         raise DataError(
             f"{clips.name or 'The dataset'} has no clips"
             + (f" ({len(clips.skipped)} missing files were skipped)" if clips.skipped else "")
-            + ". Check the metadata and the audio folder."
-        )
-    augment = augment if (training and augment is not None and augment.any) else None
-    if augment is not None and output != "logmel":
+            + ". Check the metadata and the audio folder.")
+    augment = options.augment if (training and options.augment is not None and options.augment.any) else None
+    if augment is not None and spec.output != "logmel":
         raise ValueError("Augmentation works on log-mel maps: use output='logmel'.")
-    if label_mode is None and training and teacher is not None:
-        label_mode = "one_hot"  # teacher targets sit beside one-hot labels
-    label_mode = _label_mode(label_mode, augment)
-    vocab, label_ids = _encode_labels(clips, vocabulary, training, label_mode)
-
-    # ---- audio headers and lengths ----
+    teacher = options.teacher if training else None
+    label_mode = _label_mode(spec.label_mode or ("one_hot" if teacher is not None else None), augment)
+    vocab, label_ids = _encode_labels(clips, spec.vocabulary, training, label_mode)
     infos = probe_clips(clips)
-    clip_seconds = p.clip_seconds if clip_seconds is None else float(clip_seconds)
-    clip_samples = p.num_samples(clip_seconds)
     _check_finite(clips, infos)
-    _check_lengths(clips, infos, clip_samples, p.sample_rate, pad_short)
-    segment_samples = _segment_samples(p, segment_seconds, clip_seconds)
+    _check_lengths(clips, infos, spec.clip_samples, spec.frontend.sample_rate, spec.pad_short)
     table = _clip_table(clips, infos, label_ids)
-    if training and teacher is not None:
-        table[TEACHER] = _teacher_table(teacher, clips, vocab, label_mode, clip_seconds,
-                                        segment_seconds if segment_samples else None,
-                                        clip_samples // segment_samples if segment_samples else 1)
+    if teacher is not None:
+        table[TEACHER] = _teacher_table(teacher, clips, vocab, label_mode, spec.seconds, spec.segment_seconds,
+                                        spec.segments_per_clip)
+    return CheckedClips(table, infos, vocab, label_mode, augment, len(clips) * spec.segments_per_clip)
 
-    ds = tf.data.Dataset.from_tensor_slices(table)
-    if training and cache is None:  # cheap full shuffle of the file list
-        ds = ds.shuffle(len(clips), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_loader(p, infos, clip_samples), num_parallel_calls=num_parallel_calls)
-    logmel_cache = cache
-    if training and devices is not None:  # DIR: the waveforms are cached and convolved every epoch
-        ds, logmel_cache = devices.waveform_stage(ds, cache, _cached, seed, num_parallel_calls)
-    n_examples = len(clips) * (clip_samples // segment_samples if segment_samples else 1)
-    if segment_samples is not None:
-        ds = ds.map(_segmenter(segment_samples), num_parallel_calls=num_parallel_calls).unbatch()
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n_examples))
-    if output == "logmel":
-        ds = ds.map(lambda x, m: (log_mel_spectrogram(x, p), m), num_parallel_calls=num_parallel_calls)
-    ds = _cached(ds, logmel_cache)
+
+def _build(clips: ClipList, spec: PipelineSpec, options: TrainingOptions, training: bool,
+           with_metadata: bool) -> tf.data.Dataset:
+    """The pipeline of the module doc for checked clips: examples, then batches."""
+    checked = check_clips(clips, spec, options, training)
+    ds = _examples(tf.data.Dataset.from_tensor_slices(checked.table), checked, spec, options, training)
+    return _batches(ds, checked, spec, options, training, with_metadata)
+
+
+def _examples(ds: tf.data.Dataset, checked: CheckedClips, spec: PipelineSpec, options: TrainingOptions,
+              training: bool) -> tf.data.Dataset:
+    """Clip table rows -> cached ``(x, metadata)`` examples: decoded, [device-augmented], [segmented], log-mel."""
+    p, calls = spec.frontend, spec.num_parallel_calls or cpu_count()
+    if training and spec.cache is None:  # cheap full shuffle of the file list
+        ds = ds.shuffle(len(checked.infos), seed=options.seed, reshuffle_each_iteration=True)
+    ds = ds.map(_loader(p, checked.infos, spec.clip_samples), num_parallel_calls=calls)
+    logmel_cache = spec.cache
+    if training and options.devices is not None:  # DIR: the waveforms are cached and convolved every epoch
+        ds, logmel_cache = options.devices.waveform_stage(ds, spec.cache, _cached, options.seed, calls)
+    if spec.segment_samples is not None:
+        ds = ds.map(_segmenter(spec.segment_samples), num_parallel_calls=calls).unbatch()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(checked.examples))
+    if spec.output == "logmel":
+        ds = ds.map(lambda x, m: (log_mel_spectrogram(x, p), m), num_parallel_calls=calls)
+    return _cached(ds, logmel_cache)
+
+
+def _batches(ds: tf.data.Dataset, checked: CheckedClips, spec: PipelineSpec, options: TrainingOptions,
+             training: bool, with_metadata: bool) -> tf.data.Dataset:
+    """Examples -> [shuffled] batches with labels, [augmented], [normalised], prefetched."""
+    calls = spec.num_parallel_calls or cpu_count()
     if training:
-        buffer = shuffle_buffer or (n_examples if cache == "memory" else min(n_examples, 2048))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
-    ds = ds.map(_labeller(label_mode, len(vocab) if vocab is not None else 0))
-    if augment is not None:
-        ds = tf.data.Dataset.zip((ds, batch_seeds(seed + 1)))
-        ds = ds.map(lambda b, s: augment_batch(b[0], b[1], augment, s) + (b[2],), num_parallel_calls=num_parallel_calls)
-    if training and devices is not None:
-        ds = devices.batch_stage(ds, seed, num_parallel_calls)
-    if normalization is not None:
-        ds = ds.map(lambda x, y, m: (normalization.apply(x), y, m))
+        n = checked.examples
+        buffer = options.shuffle_buffer or (n if spec.cache == "memory" else min(n, 2048))
+        ds = ds.shuffle(buffer, seed=options.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(spec.batch_size, drop_remainder=spec.drop_remainder, num_parallel_calls=calls)
+    vocab = checked.vocabulary
+    ds = ds.map(_labeller(checked.label_mode, len(vocab) if vocab is not None else 0))
+    if checked.augment is not None:
+        augment = checked.augment
+        ds = tf.data.Dataset.zip((ds, batch_seeds(options.seed + 1)))
+        ds = ds.map(lambda b, s: augment_batch(b[0], b[1], augment, s) + (b[2],), num_parallel_calls=calls)
+    if training and options.devices is not None:
+        ds = options.devices.batch_stage(ds, options.seed, calls)
+    if spec.normalization is not None:
+        ds = ds.map(lambda x, y, m: (spec.normalization.apply(x), y, m))
     if with_metadata:
-        ds = ds.map(lambda x, y, m: (x, y, {k: m[k] for k in METADATA_KEYS}))
-    else:
-        ds = ds.map(lambda x, y, m: (x, y))
-    return ds.prefetch(tf.data.AUTOTUNE)
+        return ds.map(lambda x, y, m: (x, y, {k: m[k] for k in METADATA_KEYS})).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda x, y, m: (x, y)).prefetch(tf.data.AUTOTUNE)
 
 
 #: The per-example metadata ``make_dataset(..., with_metadata=True)`` yields.
@@ -309,15 +306,6 @@ def _encode_labels(clips: ClipList, vocabulary, training: bool, label_mode: str)
     if label_mode == "one_hot" and not vocabulary:
         raise DataError("label_mode='one_hot' needs a vocabulary for unlabelled clips: pass vocabulary=.")
     return vocabulary, np.full(len(clips), -1, np.int32)
-
-
-def _segment_samples(p: FrontEndParams, segment_seconds: Optional[float], clip_seconds: float) -> Optional[int]:
-    if segment_seconds is None:
-        return None
-    samples = p.num_samples(segment_seconds)
-    if not 0 < samples <= p.num_samples(clip_seconds):
-        raise ValueError(f"segment_seconds={segment_seconds} must be in (0, clip_seconds={clip_seconds}].")
-    return samples
 
 
 def _clip_table(clips: ClipList, infos: list, label_ids: np.ndarray) -> dict:

@@ -70,8 +70,8 @@ def check_examples(x: np.ndarray, input_shape, what: str) -> np.ndarray:
     if tuple(x.shape[1:]) != tuple(input_shape):
         raise RepresentativeDataError(
             f"{what} has examples of shape {tuple(x.shape[1:])} (array {tuple(x.shape)}), but the model takes "
-            f"{tuple(input_shape)} (n_mels, frames, 1). Build it with keras_dssdn.data.pipeline.make_dataset(..., "
-            f"training=False) and the model's front end and segment length.")
+            f"{tuple(input_shape)} (n_mels, frames, 1). Build it with keras_dssdn.data.pipeline.evaluation_dataset "
+            f"and a PipelineSpec of the model's front end and segment length.")
     if not np.all(np.isfinite(x)):
         raise RepresentativeDataError(f"{what} contains NaN or infinite values.")
     return x.astype(np.float32)
@@ -117,7 +117,7 @@ def _calibration_dataset(prep: PreparedModel, sources: DataSources, num_calibrat
     take = spread(len(clips), max(1, num_calibration // 2) if segmented else num_calibration)
     ds, _ = pipeline_dataset(prep, clips.subset(list(take)), sources)
     return ds, (f"{len(take)} of {len(clips)} clips of {clips.name or 'the train split'} spread evenly, "
-                "keras_dssdn.data.pipeline.make_dataset(training=False)")
+                "keras_dssdn.data.pipeline.evaluation_dataset")
 
 
 def calibrate(prep: PreparedModel, settings: DataSettings, sources: DataSources,

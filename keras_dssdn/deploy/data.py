@@ -1,6 +1,6 @@
 """The export's clips: which splits, which label vocabulary, and the training pipeline's datasets over them.
 
-Every dataset here is :func:`keras_dssdn.data.pipeline.make_dataset` with the
+Every dataset here is :func:`keras_dssdn.data.pipeline.evaluation_dataset` (or ``training_dataset``) with the
 model's front end, normalisation and segment length, so calibration,
 evaluation and QAT see exactly what training saw: ``training=False`` (no
 shuffling, no augmentation; batches ``(x, y, metadata)``, ``x`` normalised
@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from keras_dssdn.data.spec import PipelineSpec, TrainingOptions
 from keras_dssdn.deploy.prepare import PreparedModel
 from keras_dssdn.deploy.settings import DataSettings, QATSettings
 from keras_dssdn.errors import ConfigError, ExportError
@@ -76,28 +77,27 @@ def clip_length(prep: PreparedModel, sources: DataSources) -> float:
     return prep.frontend.clip_seconds if sources.clip_seconds is None else float(sources.clip_seconds)
 
 
-def pipeline_dataset(prep: PreparedModel, clips, sources: DataSources, *, batch_size: int = 32, augment=None,
-                     seed: int = 0, teacher=None):
-    """``(dataset, segments per clip)`` of ``clips`` through the training pipeline (see the module doc).
-
-    ``augment`` (an AugmentConfig): shuffled and augmented like training, for QAT; soft labels with mixup.
-    ``teacher`` (with ``augment``; :class:`~keras_dssdn.distill.teacher.TeacherTargets`): ``y`` is ``(B, 2 K)``,
-    labels then teacher targets, as in distilled training.
-    """
-    from keras_dssdn.data.pipeline import make_dataset
-
+def export_pipeline_spec(prep: PreparedModel, sources: DataSources, batch_size: int = 32) -> PipelineSpec:
+    """The :class:`~keras_dssdn.data.spec.PipelineSpec` of the export's data: the model's front end, segment length
+    and normalisation, the sources' clip length and vocabulary, integer labels, no cache."""
     clip_s, seg = clip_length(prep, sources), prep.segment_seconds
     if seg > clip_s + 1e-9:
         raise ExportError(f"The model takes {seg:g} s but clips are cut to {clip_s:g} s; pass --seconds >= {seg:g}.")
-    segment = None if abs(seg - clip_s) < 1e-9 else seg
-    common = dict(batch_size=batch_size, vocabulary=sources.vocabulary, clip_seconds=clip_s, segment_seconds=segment,
-                  cache=None, normalization=prep.normalization)
-    if augment is None:
-        ds = make_dataset(clips, prep.frontend, training=False, with_metadata=True, label_mode="int", **common)
-    else:
-        ds = make_dataset(clips, prep.frontend, training=True, augment=augment, seed=seed, teacher=teacher, **common)
-    per_clip = 1 if segment is None else prep.frontend.num_samples(clip_s) // prep.frontend.num_samples(segment)
-    return ds, per_clip
+    return PipelineSpec(frontend=prep.frontend, clip_seconds=clip_s,
+                        segment_seconds=None if abs(seg - clip_s) < 1e-9 else seg, batch_size=batch_size,
+                        vocabulary=sources.vocabulary, label_mode="int", cache=None, normalization=prep.normalization)
+
+
+def pipeline_dataset(prep: PreparedModel, clips, sources: DataSources, options: Optional[TrainingOptions] = None):
+    """``(dataset, segments per clip)`` of ``clips`` through the training pipeline (see the module doc): the
+    evaluation form with metadata, or with ``options`` (:class:`~keras_dssdn.data.spec.TrainingOptions`, for QAT)
+    shuffled and augmented like training, soft labels with mixup, ``y`` ``(B, 2 K)`` with a teacher."""
+    from keras_dssdn.data.pipeline import evaluation_dataset, training_dataset
+
+    spec = export_pipeline_spec(prep, sources)
+    if options is None:
+        return evaluation_dataset(clips, spec, with_metadata=True), spec.segments_per_clip
+    return training_dataset(clips, spec.replace(label_mode=None), options), spec.segments_per_clip
 
 
 def evaluation_clips(settings: DataSettings, sources: DataSources) -> Tuple[object, int]:
@@ -170,7 +170,8 @@ def qat_training_data(prep: PreparedModel, qat: QATSettings,
         augment = augment or AugmentConfig.off()  # training=True carries the teacher targets; nothing augmented
 
     def fresh_pass(epoch: int):
-        ds = pipeline_dataset(prep, clips, sources, augment=augment, seed=1000 + epoch, teacher=teacher)[0]
+        ds = pipeline_dataset(prep, clips, sources, TrainingOptions(seed=1000 + epoch, augment=augment,
+                                                                    teacher=teacher))[0]
         return ds if teacher is None else ds.map(lambda x, y: (x, distillation_targets(y, record["kd_weight"])))
 
     return fresh_pass, options, record

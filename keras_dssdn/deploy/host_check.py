@@ -227,10 +227,11 @@ def to_int16(waveforms: np.ndarray) -> np.ndarray:
 def clip_batches(clips, frontend, clip_seconds: float, vocabulary=None, batch: int = CLIP_BATCH) -> Iterator:
     """int16 ``(clips, samples)`` batches of ``clips`` through the training pipeline's loader (decode, mono,
     resample to the front end's rate, crop / zero-pad to ``clip_seconds``), in ClipList order."""
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
 
-    ds = make_dataset(clips, frontend, training=False, output="waveform", clip_seconds=clip_seconds,
-                      batch_size=batch, cache=None, vocabulary=vocabulary, label_mode="int")
+    ds = evaluation_dataset(clips, PipelineSpec(frontend=frontend, clip_seconds=clip_seconds, batch_size=batch,
+                                                vocabulary=vocabulary, label_mode="int", output="waveform", cache=None))
     for x, _ in ds:
         yield to_int16(x.numpy())
 

@@ -2,7 +2,7 @@
 
 Targets: a training batch with a teacher carries ``y`` of shape ``(B, 2K)``: the (one-hot or mixed) labels in
 columns ``[0, K)`` and the teacher's softened distribution ``q = softmax(teacher logits / T)`` in ``[K, 2K)``
-(:func:`pack_targets`). Built that way by :func:`keras_dssdn.data.pipeline.make_dataset`, the two halves are mixed
+(:func:`pack_targets`). Built that way by :func:`keras_dssdn.data.pipeline.training_dataset`, the two halves are mixed
 by mixup with the *same* coefficient (mixup mixes whole rows of ``y``); the other augmentations leave ``y`` alone,
 so an augmented clip keeps its clean clip's teacher targets. Evaluation batches carry ``(B, K)`` labels only.
 

@@ -142,7 +142,8 @@ def write_logits(sources: Sequence, clips, *, clip_seconds: Optional[float] = No
     it. ``vocabulary``: the student's; a teacher with other labels (or teachers that disagree) raises
     :class:`TeacherLogitsError` before any audio is decoded.
     """
-    from keras_dssdn.data.pipeline import decoding_errors, make_dataset
+    from keras_dssdn.data.pipeline import decoding_errors, evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
     from keras_dssdn.inference.evaluate import predict_probabilities
 
     teachers = [s if isinstance(s, TeacherModel) else load_teacher(s) for s in sources]
@@ -171,9 +172,9 @@ def write_logits(sources: Sequence, clips, *, clip_seconds: Optional[float] = No
                                      f"{segment_seconds or clip_s:g}-s segments asked for; write longer segments "
                                      "(--segment-seconds) or use a teacher with a shorter input.")
         seg_arg = g.input_seconds if sub < g.frontend.num_samples(clip_s) else None
-        ds = make_dataset(clips, g.frontend, training=False, vocabulary=vocab if clips.has_labels else None,
-                          clip_seconds=clip_s, segment_seconds=seg_arg, batch_size=batch_size, with_metadata=True,
-                          cache=None)
+        spec = PipelineSpec(frontend=g.frontend, clip_seconds=clip_s, segment_seconds=seg_arg, batch_size=batch_size,
+                            vocabulary=vocab if clips.has_labels else None, cache=None)
+        ds = evaluation_dataset(clips, spec, with_metadata=True)
         if verbose:
             print(f"running {', '.join(t.name for t in group)} over {clips.name} ({len(clips)} clips)", flush=True)
         with decoding_errors():
@@ -189,7 +190,7 @@ def write_logits(sources: Sequence, clips, *, clip_seconds: Optional[float] = No
 
 
 class TeacherTargets:
-    """What :func:`~keras_dssdn.data.pipeline.make_dataset` takes as ``teacher=``: soft targets per clip and segment.
+    """What :class:`~keras_dssdn.data.spec.TrainingOptions` takes as ``teacher``: soft targets per clip and segment.
 
     ``source``: a logits ``.npz`` path, a :class:`TeacherLogits`, or teacher model sources (run folders, model
     files, glob patterns), run over the clips a pipeline asks for (once per set of clips and segment layout).

@@ -1,6 +1,6 @@
 """Evaluate a ``.keras`` or ``.tflite`` (float or int8) model on a labelled split.
 
-:func:`evaluate_model` runs the model over :func:`keras_dssdn.data.pipeline.make_dataset`
+:func:`evaluate_model` runs the model over :func:`keras_dssdn.data.pipeline.evaluation_dataset`
 and returns :func:`keras_dssdn.analysis.metrics.classification_metrics` (accuracy,
 class-wise and macro accuracy, log loss, device-wise table, confusion
 matrix). A model whose input is shorter than the clips (e.g. 1-s segments
@@ -82,7 +82,8 @@ def evaluate_model(
     shorter than the clips. Raises ValueError when the clips carry labels the
     model does not know.
     """
-    from keras_dssdn.data.pipeline import decoding_errors, make_dataset
+    from keras_dssdn.data.pipeline import decoding_errors, evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
 
     from keras_dssdn.inference.device_models import DeviceModels
 
@@ -100,8 +101,8 @@ def evaluate_model(
     frames = _input_frames(model)
     if segment_seconds is None and frames < p.num_frames(clip_s):
         segment_seconds = p.seconds_for_frames(frames)
-    ds = make_dataset(clips, p, training=False, vocabulary=vocab, clip_seconds=clip_s,
-                      segment_seconds=segment_seconds, batch_size=batch_size, with_metadata=True, cache=None)
+    ds = evaluation_dataset(clips, PipelineSpec(frontend=p, clip_seconds=clip_s, segment_seconds=segment_seconds,
+                                                batch_size=batch_size, vocabulary=vocab, cache=None), with_metadata=True)
     with decoding_errors():
         probs, labels, meta = predict_probabilities(router.models if router is not None else model, ds)
     clip_index, devices = meta["clip_index"], meta["device"].astype(str)

@@ -214,7 +214,7 @@ def compute_normalization_stats(logmels, mode: str = "global", max_batches: Opti
     """Mean / std of log-mel maps ``(B, n_mels, frames, 1)`` over an iterable.
 
     ``logmels`` yields batches, or tuples whose first element is the batch
-    (e.g. ``make_dataset(train, training=False)``); accumulates in float64.
+    (e.g. ``evaluation_dataset(train, spec)``); accumulates in float64.
     Compute it on the training split without augmentation.
     """
     if mode not in NORMALIZATION_MODES:

@@ -10,9 +10,9 @@ import importlib as _importlib
 _LAZY = {
     "CONFIG_DIR": "config", "TrainConfig": "config", "load_train_config": "config", "resume_train_config": "config",
     "WarmupCosine": "schedule",
-    "build_network": "recipe", "compile_for_training": "recipe", "dataset_options": "recipe",
-    "input_seconds": "recipe", "make_optimizer": "recipe", "normalization_stats": "recipe",
-    "use_mixed_precision": "recipe",
+    "build_network": "recipe", "compile_for_training": "recipe", "input_seconds": "recipe",
+    "make_optimizer": "recipe", "normalization_stats": "recipe", "pipeline_spec": "recipe",
+    "teacher_targets": "recipe", "training_options": "recipe", "use_mixed_precision": "recipe",
     "training_data": "recipe", "wrap_network": "recipe",
     "RunCheckpoint": "trainer", "RunResult": "trainer", "load_checkpoint": "trainer", "train": "trainer",
 }

@@ -69,13 +69,12 @@ def clips_by_device(clips) -> dict:
 
 def _finetune_one(general_path: Path, clips, cfg, vocab, settings: FinetuneSettings):
     """The general model trained ``settings.epochs`` more epochs on ``clips``."""
-    from keras_dssdn.data.pipeline import decoding_errors, make_dataset
-    from keras_dssdn.train.recipe import compile_for_training, dataset_options
+    from keras_dssdn.data.pipeline import decoding_errors, training_dataset
+    from keras_dssdn.train.recipe import compile_for_training, pipeline_spec, teacher_targets, training_options
 
     ft_cfg = dataclasses.replace(cfg, epochs=settings.epochs, warmup_epochs=0,
                                  learning_rate=cfg.learning_rate * settings.lr_ratio)
-    ds = make_dataset(clips, training=True, augment=cfg.augment_config(), seed=cfg.seed,
-                      **dataset_options(ft_cfg, vocab))
+    ds = training_dataset(clips, pipeline_spec(ft_cfg, vocab), training_options(cfg, teacher_targets(ft_cfg)))
     model = keras.models.load_model(general_path, compile=False)
     compile_for_training(model, ft_cfg, int(ds.cardinality().numpy()))
     with decoding_errors():

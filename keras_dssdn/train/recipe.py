@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_dssdn.data.datasets import ClipList, read_clips
+from keras_dssdn.data.spec import PipelineSpec, TrainingOptions
 from keras_dssdn.errors import ConfigError, ResumeError
 from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end, compute_normalization_stats
 from keras_dssdn.layers.labels import LabelVocabulary
@@ -91,13 +92,18 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
 
 
-def dataset_options(cfg: TrainConfig, vocabulary: LabelVocabulary) -> dict:
-    """The :func:`~keras_dssdn.data.pipeline.make_dataset` keyword arguments shared by a config's train and evaluate
-    datasets (front end, vocabulary, clip/segment length, one-hot labels, batch size, cache, and the teacher:
-    ``make_dataset`` gives its targets to training sets only)."""
-    return dict(frontend=cfg.frontend_params(), vocabulary=vocabulary, clip_seconds=cfg.clip_seconds,
-                segment_seconds=cfg.segment_seconds, label_mode="one_hot", batch_size=cfg.batch_size,
-                cache=cfg.cache, pad_short=cfg.pad_short, teacher=teacher_targets(cfg))
+def pipeline_spec(cfg: TrainConfig, vocabulary: LabelVocabulary) -> PipelineSpec:
+    """The :class:`~keras_dssdn.data.spec.PipelineSpec` of a config's train and evaluate datasets: front end,
+    vocabulary, clip/segment length, one-hot labels, batch size, cache, padding."""
+    return PipelineSpec(frontend=cfg.frontend_params(), clip_seconds=cfg.clip_seconds,
+                        segment_seconds=cfg.segment_seconds, batch_size=cfg.batch_size, vocabulary=vocabulary,
+                        label_mode="one_hot", cache=cfg.cache, pad_short=cfg.pad_short)
+
+
+def training_options(cfg: TrainConfig, teacher=None, devices=None) -> TrainingOptions:
+    """The :class:`~keras_dssdn.data.spec.TrainingOptions` of a config's training set: its seed and augmentation,
+    with ``teacher`` (:func:`teacher_targets`) and ``devices`` (device augmentation) where the caller has them."""
+    return TrainingOptions(seed=cfg.seed, augment=cfg.augment_config(), teacher=teacher, devices=devices)
 
 
 def teacher_targets(cfg: TrainConfig):
@@ -114,11 +120,11 @@ def normalization_stats(cfg: TrainConfig, train_clips: ClipList,
                         vocabulary: LabelVocabulary) -> Optional[NormalizationStats]:
     """Log-mel statistics of the training clips for ``cfg.normalization`` (None when it is ``"none"``);
     decodes the clips once more, uncached."""
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import evaluation_dataset
 
     if cfg.normalization == "none":
         return None
-    stats_ds = make_dataset(train_clips, training=False, **{**dataset_options(cfg, vocabulary), "cache": None})
+    stats_ds = evaluation_dataset(train_clips, pipeline_spec(cfg, vocabulary).replace(cache=None))
     return compute_normalization_stats(stats_ds, mode=cfg.normalization)
 
 

@@ -16,7 +16,7 @@
         metrics.json, metrics.md, confusion.png        final evaluation of best.keras
 
 The saved models take raw log-mel maps ``(n_mels, frames, 1)`` from
-:func:`keras_dssdn.data.pipeline.make_dataset` and normalise them inside
+:func:`keras_dssdn.data.pipeline.training_dataset` and normalise them inside
 (:class:`~keras_dssdn.layers.frontend.LogMelNormalization`); their last layer
 (:class:`~keras_dssdn.layers.labels.ClassNames`) carries the vocabulary.
 
@@ -46,8 +46,8 @@ from keras_dssdn.runs import RunFolder
 import keras_dssdn.train.distribute as distribute
 from keras_dssdn.train.config import RESUME_MAY_CHANGE, TrainConfig, config_changes
 from keras_dssdn.train.distribute import local_batchnorm_config
-from keras_dssdn.train.recipe import (use_mixed_precision, build_network, compile_for_training, dataset_options,
-                                      normalization_stats, training_data, wrap_network)
+from keras_dssdn.train.recipe import (use_mixed_precision, build_network, compile_for_training, normalization_stats,
+                                      pipeline_spec, teacher_targets, training_data, training_options, wrap_network)
 
 # ----------------------------------------------------------------------------
 # Run folder, checkpoints
@@ -271,17 +271,15 @@ def _run_teacher(s: _Session, targets, resume: bool):
 def _datasets(s: _Session, resume: bool):
     """``(train dataset, evaluate dataset or None, steps per epoch)``, sharded when distributed. A new distilled
     run keeps a copy of the teacher logits it trains on in its folder."""
-    from keras_dssdn.data.pipeline import make_dataset
-
-    common = dataset_options(s.run_cfg, s.vocab)
-    common["teacher"] = _run_teacher(s, common["teacher"], resume)
     from keras_dssdn.data.device_augment import device_augment  # DIR / DSMN (docs/devices.md)
+    from keras_dssdn.data.pipeline import evaluation_dataset, training_dataset
 
-    train_ds = make_dataset(s.train_clips, training=True, augment=s.cfg.augment_config(), seed=s.cfg.seed,
-                            devices=device_augment(s.cfg), **common)
-    eval_ds = make_dataset(s.eval_clips, training=False, **common) if s.eval_clips is not None else None
-    if common["teacher"] is not None and not resume and s.dist.is_chief:
-        RunFolder(s.out_dir).write_teacher_logits(common["teacher"].logits)
+    spec = pipeline_spec(s.run_cfg, s.vocab)
+    teacher = _run_teacher(s, teacher_targets(s.run_cfg), resume)
+    train_ds = training_dataset(s.train_clips, spec, training_options(s.cfg, teacher, device_augment(s.cfg)))
+    eval_ds = evaluation_dataset(s.eval_clips, spec) if s.eval_clips is not None else None
+    if teacher is not None and not resume and s.dist.is_chief:
+        RunFolder(s.out_dir).write_teacher_logits(teacher.logits)
     steps = int(train_ds.cardinality().numpy())
     if s.dist.distributed:
         train_ds = distribute.shard_by_data(train_ds)

@@ -30,15 +30,15 @@ class TuningData:
 def prepare_data(cfg, clips=None) -> TuningData:
     """Datasets for a :class:`~keras_dssdn.train.config.TrainConfig` (``clips``: ``training_data(cfg)``'s
     result, read again when None). :class:`SearchSettingsError` when the data has no evaluate split."""
-    from keras_dssdn.data.pipeline import make_dataset
-    from keras_dssdn.train import dataset_options, normalization_stats, training_data
+    from keras_dssdn.data.pipeline import evaluation_dataset, training_dataset
+    from keras_dssdn.train import normalization_stats, pipeline_spec, teacher_targets, training_data, training_options
 
     train_clips, eval_clips, vocab = clips or training_data(cfg)
     if eval_clips is None:
         raise SearchSettingsError(f"{cfg.data}: a search needs an evaluate split to score trials; give a DCASE "
                                   "folder (fold files) or eval_data=<CSV>.")
-    common = dataset_options(cfg, vocab)
-    train = make_dataset(train_clips, training=True, augment=cfg.augment_config(), seed=cfg.seed, **common)
-    evaluate = make_dataset(eval_clips, training=False, with_metadata=True, **common)
+    spec = pipeline_spec(cfg, vocab)
+    train = training_dataset(train_clips, spec, training_options(cfg, teacher_targets(cfg)))
+    evaluate = evaluation_dataset(eval_clips, spec, with_metadata=True)
     stats = normalization_stats(cfg, train_clips, vocab)
     return TuningData(train, evaluate, int(train.cardinality().numpy()), vocab, stats, train_clips, eval_clips)

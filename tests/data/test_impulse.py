@@ -11,7 +11,8 @@ from keras_dssdn.data.datasets import read_dcase
 from keras_dssdn.data.device_augment import DeviceAugment
 from keras_dssdn.data.impulse import (ImpulseResponses, convolve, convolve_dataset, load_impulse_responses,
                                       random_response, synthetic_impulse_responses, write_impulse_responses)
-from keras_dssdn.data.pipeline import make_dataset
+from keras_dssdn.data.pipeline import evaluation_dataset, training_dataset
+from keras_dssdn.data.spec import PipelineSpec, TrainingOptions
 from keras_dssdn.data.synthetic import make_synthetic_dataset, write_wav16
 from keras_dssdn.errors import ConfigError, ImpulseResponseError
 from keras_dssdn.params import DEFAULT_FRONTEND
@@ -118,16 +119,20 @@ def _examples(ds):
 def test_pipeline_convolves_cached_waveforms_every_epoch(tiny):
     clips = read_dcase(tiny, split="train")
     ir = synthetic_impulse_responses(4, 44100, seed=8)
-    opts = dict(training=True, batch_size=4, clip_seconds=1.0, segment_seconds=0.5, with_metadata=True, seed=3)
-    plain = _examples(make_dataset(clips, **opts))
-    off = _examples(make_dataset(clips, devices=DeviceAugment(ir, 0.0), **opts))
+    spec = PipelineSpec(batch_size=4, clip_seconds=1.0, segment_seconds=0.5)
+
+    def training(devices=None):
+        return training_dataset(clips, spec, TrainingOptions(seed=3, devices=devices), with_metadata=True)
+
+    plain = _examples(training())
+    off = _examples(training(DeviceAugment(ir, 0.0)))
     assert plain.keys() == off.keys() and all(np.array_equal(plain[k], off[k]) for k in plain)
-    ds = make_dataset(clips, devices=DeviceAugment(ir, 1.0), **opts)
+    ds = training(DeviceAugment(ir, 1.0))
     first, second = _examples(ds), _examples(ds)
     assert first.keys() == plain.keys()
     assert all(not np.allclose(first[k], plain[k]) for k in plain)  # every clip filtered (p = 1)
     assert any(not np.allclose(first[k], second[k]) for k in plain)  # new responses in the next epoch
-    evaluation = _examples(make_dataset(clips, devices=DeviceAugment(ir, 1.0), **{**opts, "training": False}))
+    evaluation = _examples(evaluation_dataset(clips, spec, with_metadata=True))  # no device augmentation there
     assert all(np.array_equal(evaluation[k], plain[k]) for k in plain)  # never on evaluation data
 
 

@@ -6,7 +6,8 @@ import pytest
 soundfile = pytest.importorskip("soundfile")
 
 from keras_dssdn.data.datasets import read_csv  # noqa: E402
-from keras_dssdn.data.pipeline import make_dataset  # noqa: E402
+from keras_dssdn.data.pipeline import evaluation_dataset  # noqa: E402
+from keras_dssdn.data.spec import PipelineSpec  # noqa: E402
 from keras_dssdn.params import FrontEndParams  # noqa: E402
 
 
@@ -22,7 +23,8 @@ def test_mixed_wav_flac_16_24_float_rates_and_channels(tmp_path):
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     clips = read_csv(str(tmp_path / "list.csv"))
     fe = FrontEndParams(sample_rate=16000, n_fft=512, win_length=512, hop_length=256, n_mels=32)
-    ds = make_dataset(clips, fe, clip_seconds=1.0, output="waveform", batch_size=8, cache=None)
+    ds = evaluation_dataset(clips, PipelineSpec(clip_seconds=1.0, output="waveform", batch_size=8, cache=None,
+                                                frontend=fe))
     (waves, labels), = list(ds)
     assert waves.shape == (6, 16000) and list(np.asarray(labels)) == [0, 0, 0, 1, 1, 1]
     for i, (name, _, rate, _) in enumerate(files):

@@ -334,18 +334,18 @@ def test_the_16_khz_setting_reaches_the_c_front_end():
 @pytest.mark.slow
 def test_training_pipeline_follows_the_rate(shared_data):
     """A real 44.1 kHz clip through the training pipeline at the 16-kHz setting: resampled, 64 x 44 per second."""
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
     from keras_dssdn.train.config import load_train_config
 
     from _export_helpers import tut17_subsets
 
     _, _, _, evaluate = tut17_subsets(shared_data, n_eval=1)
     fe = load_train_config("dcase_mcu_1s", RATE_16K).frontend_params()
-    wave, _ = next(iter(make_dataset(evaluate, fe, training=False, output="waveform", batch_size=1, cache=None,
-                                     label_mode="int", vocabulary=None, clip_seconds=10.0)))
+    spec = PipelineSpec(frontend=fe, clip_seconds=10.0, batch_size=1, label_mode="int", cache=None)
+    wave, _ = next(iter(evaluation_dataset(evaluate, spec.replace(output="waveform"))))
     assert wave.shape == (1, 160000)
-    x, _ = next(iter(make_dataset(evaluate, fe, training=False, batch_size=16, cache=None, label_mode="int",
-                                  clip_seconds=10.0, segment_seconds=1.0)))
+    x, _ = next(iter(evaluation_dataset(evaluate, spec.replace(batch_size=16, segment_seconds=1.0))))
     assert tuple(x.shape[1:]) == (64, 44, 1)
 
 

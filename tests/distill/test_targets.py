@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from keras_dssdn.data.augment import AugmentConfig, augment_batch
-from keras_dssdn.data.pipeline import make_dataset
+from keras_dssdn.data.pipeline import evaluation_dataset, training_dataset
+from keras_dssdn.data.spec import PipelineSpec, TrainingOptions
 from keras_dssdn.distill.logits import softened
 from keras_dssdn.distill.teacher import TeacherTargets
 from keras_dssdn.errors import TeacherLogitsError
@@ -31,8 +32,8 @@ def test_targets_follow_their_clip_and_segment_through_shuffling_segmenting_and_
     tl = made_up_logits(train_clips)
     shuffled = train_clips.subset(np.random.default_rng(2).permutation(len(train_clips)))
     spec = AugmentConfig(**{**OFF, "freq_masks": 2, "time_masks": 2, "gain_db": 3.0})  # x changes, targets do not
-    ds = make_dataset(shuffled, training=True, teacher=TeacherTargets(tl, T), clip_seconds=2.0, segment_seconds=1.0,
-                      batch_size=5, with_metadata=True, augment=spec, seed=3, cache=None)
+    ds = training_dataset(shuffled, PipelineSpec(clip_seconds=2.0, segment_seconds=1.0, batch_size=5, cache=None),
+                          TrainingOptions(teacher=TeacherTargets(tl, T), augment=spec, seed=3), with_metadata=True)
     y, files, segs = _examples(ds)
     assert y.shape == (36, 6) and sorted(set(segs)) == [0, 1]
     assert files != sorted(files)  # shuffled
@@ -42,8 +43,8 @@ def test_targets_follow_their_clip_and_segment_through_shuffling_segmenting_and_
         assert row[:k].argmax() == tl.class_names.index(train_clips[[c.filename for c in train_clips].index(f)].label)
     # whole clips: one row per clip
     whole = made_up_logits(train_clips, segments=1, segment_seconds=None)
-    y, files, _ = _examples(make_dataset(train_clips, training=True, teacher=TeacherTargets(whole, T),
-                                         clip_seconds=2.0, batch_size=4, with_metadata=True))
+    y, files, _ = _examples(training_dataset(train_clips, PipelineSpec(clip_seconds=2.0, batch_size=4),
+                                             TrainingOptions(teacher=TeacherTargets(whole, T)), with_metadata=True))
     for row, f in zip(y, files):
         np.testing.assert_allclose(row[k:], softened(whole.lookup(f, 0), T), atol=1e-6)
 
@@ -51,8 +52,8 @@ def test_targets_follow_their_clip_and_segment_through_shuffling_segmenting_and_
 def test_mixup_mixes_labels_and_teacher_targets_with_the_same_weights(train_clips):
     tl = made_up_logits(train_clips)
     mix = AugmentConfig(**{**OFF, "mixup_alpha": 1.0})
-    ds = make_dataset(train_clips, training=True, teacher=TeacherTargets(tl, T), clip_seconds=2.0,
-                      segment_seconds=1.0, batch_size=6, with_metadata=True, augment=mix, seed=5)
+    ds = training_dataset(train_clips, PipelineSpec(clip_seconds=2.0, segment_seconds=1.0, batch_size=6),
+                          TrainingOptions(teacher=TeacherTargets(tl, T), augment=mix, seed=5), with_metadata=True)
     label_of = {c.filename: tl.class_names.index(c.label) for c in train_clips}
     checked = 0
     for x, y, m in ds:
@@ -79,12 +80,12 @@ def test_mixup_mixes_labels_and_teacher_targets_with_the_same_weights(train_clip
 
 def test_evaluation_sets_carry_labels_only_and_bad_logits_fail_when_the_set_is_built(train_clips):
     tl = made_up_logits(train_clips)
-    _, y = next(iter(make_dataset(train_clips, training=False, teacher=TeacherTargets(tl, T), clip_seconds=2.0,
-                                  segment_seconds=1.0, label_mode="one_hot", batch_size=4)))
+    _, y = next(iter(evaluation_dataset(train_clips, PipelineSpec(clip_seconds=2.0, segment_seconds=1.0,
+                                                                  label_mode="one_hot", batch_size=4))))
     assert y.shape == (4, 3)
     with pytest.raises(TeacherLogitsError, match="lack 1 of the 18"):
-        make_dataset(train_clips, training=True, teacher=TeacherTargets(made_up_logits(train_clips.subset(range(17))), T),
-                     clip_seconds=2.0, segment_seconds=1.0)
+        training_dataset(train_clips, PipelineSpec(clip_seconds=2.0, segment_seconds=1.0),
+                         TrainingOptions(teacher=TeacherTargets(made_up_logits(train_clips.subset(range(17))), T)))
     with pytest.raises(ValueError, match="one-hot"):
-        make_dataset(train_clips, training=True, teacher=TeacherTargets(tl, T), label_mode="int", clip_seconds=2.0,
-                     segment_seconds=1.0)
+        training_dataset(train_clips, PipelineSpec(label_mode="int", clip_seconds=2.0, segment_seconds=1.0),
+                         TrainingOptions(teacher=TeacherTargets(tl, T)))

@@ -54,10 +54,11 @@ def test_teacher_command_writes_an_ensemble_keyed_by_clip(teachers, tiny_data, c
     np.testing.assert_allclose(tl.logits, tl.members.mean(axis=0), atol=1e-5)  # ensemble = mean of members' logits
     # a member's logits are the log of the probabilities its model gives that segment
     model = keras.models.load_model(out / "seed0" / "best.keras", compile=False)
-    from keras_dssdn.data.pipeline import make_dataset
+    from keras_dssdn.data.pipeline import evaluation_dataset
+    from keras_dssdn.data.spec import PipelineSpec
 
-    x, _, m = next(iter(make_dataset(tiny_data, training=False, clip_seconds=2.0, segment_seconds=1.0, batch_size=4,
-                                     with_metadata=True)))
+    x, _, m = next(iter(evaluation_dataset(tiny_data, PipelineSpec(clip_seconds=2.0, segment_seconds=1.0, batch_size=4),
+                                           with_metadata=True)))
     for p, f, s in zip(model.predict(x, verbose=0), m["file"].numpy(), m["segment_index"].numpy()):
         row = list(tl.clips).index(f.decode())
         np.testing.assert_allclose(tl.members[0, row, s], np.log(np.clip(p, 1e-7, 1)), atol=1e-4)
@@ -165,7 +166,8 @@ def test_qat_of_a_distilled_run_distils_too(teachers, tiny_data, tmp_path):
     onehot = np.eye(len(tl.class_names))[[tl.class_names.index(l) for l in tl.labels]]
     expected = (0.25 * onehot[:, None] + 0.75 * softened(tl.logits, 1.0)).reshape(-1, len(tl.class_names))
     data, _, record = qat_training_data(prep, QATSettings(epochs=1), sources)
-    assert record == {"kd_weight": 0.75, "temperature": 1.0, "teacher": str(tmp_path / "student" / "teacher_logits.npz")}
+    assert record == {"kd_weight": 0.75, "temperature": 1.0,
+                      "teacher": str(tmp_path / "student" / "teacher_logits.npz")}
     ys = np.concatenate([y.numpy() for _, y in data(0)])
     assert ys.shape == expected.shape  # every (clip, segment) once per epoch
     nearest = np.abs(ys[:, None, :] - expected[None]).max(axis=-1).min(axis=1)

@@ -7,6 +7,7 @@ lr_scaling=none) killed after epoch 1 and resumed for epoch 2. Writes OUT/result
 """
 
 import json
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,7 +21,9 @@ import keras  # noqa: E402
 
 import keras_dssdn.data.pipeline as pipeline  # noqa: E402
 from keras_dssdn.models.presets import resolve_config  # noqa: E402
-from keras_dssdn.data.pipeline import make_dataset  # noqa: E402
+from keras_dssdn.data.datasets import read_clips  # noqa: E402
+from keras_dssdn.data.pipeline import evaluation_dataset  # noqa: E402
+from keras_dssdn.data.spec import PipelineSpec  # noqa: E402
 from keras_dssdn.errors import ResumeError
 from keras_dssdn.train import load_train_config, train  # noqa: E402
 
@@ -29,16 +32,14 @@ out.mkdir(parents=True, exist_ok=True)
 
 # the same batches in both runs: the training pipeline's shuffle off (Keras draws one extra batch to build the
 # model under a strategy, which would move the seeded shuffle on by one epoch)
-_make_dataset = pipeline.make_dataset
+_training_dataset = pipeline.training_dataset
 
 
-def _unshuffled(*args, **kwargs):
-    if kwargs.get("training"):
-        kwargs["shuffle_buffer"] = 1
-    return _make_dataset(*args, **kwargs)
+def _unshuffled(clips, spec, options, **kwargs):
+    return _training_dataset(clips, spec, dataclasses.replace(options, shuffle_buffer=1), **kwargs)
 
 
-pipeline.make_dataset = _unshuffled
+pipeline.training_dataset = _unshuffled
 
 resolve_config("small").replace(widths=[4, 4, 8, 8, 8], dropout=0.0).save(out / "model.json")
 common = [f"data={data}", f"out_dir={out}", f"model={out / 'model.json'}", "clip_seconds=2.0", "segment_seconds=null",
@@ -74,7 +75,7 @@ def history(name):
 
 
 models = {name: keras.models.load_model(out / name / "checkpoint" / "last.keras") for name in ("single", "mirrored")}
-x = next(iter(make_dataset(data, split="evaluate", clip_seconds=2.0, batch_size=64)))[0]
+x = next(iter(evaluation_dataset(read_clips(data, split="evaluate"), PipelineSpec(clip_seconds=2.0, batch_size=64))))[0]
 probs = {name: np.asarray(m.predict(x, verbose=0)) for name, m in models.items()}
 best = keras.models.load_model(out / "mirrored" / "best.keras")
 sync_saved = [layer.synchronized for layer in best._flatten_layers()
