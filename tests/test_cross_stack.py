@@ -15,8 +15,9 @@ import pytest
 import keras
 
 import keras_dssdn  # noqa: F401 - registers the serialisables
-from keras_dssdn.deploy import csources, micro
+from keras_dssdn.deploy import cfrontend, csources, micro
 from keras_dssdn.deploy.bundle import device_constants
+from keras_dssdn.frontend_constants import FrontEndConstants
 from keras_dssdn.deploy.prepare import prepare_model
 from keras_dssdn.deploy.verify import verify_bit_exact
 from keras_dssdn.inference.tflite import TFLiteRunner
@@ -87,5 +88,11 @@ def test_bundle_from_each_stack_verifies_here(made_on):
     # The device constants (window, mel filterbank, fused int8 map) computed here from the saved model equal the
     # bundle's: the front end is the same on numpy 1.26 and numpy 2.
     prep = prepare_model(str(folder / "spc_frontend.keras"))
-    here = json.loads(json.dumps(device_constants(prep, deployed)))
-    assert here == json.loads((bundle / "frontend.json").read_text())
+    constants = device_constants(prep, deployed)
+    written = json.loads((bundle / "frontend.json").read_text())
+    assert json.loads(json.dumps(constants.to_json())) == written
+    # The bundle's frontend.json (written before the constants became FrontEndConstants) reads back into the same
+    # constants: the same file again, and the same C front end as the constants computed here.
+    read = FrontEndConstants.from_json(written, str(bundle / "frontend.json"))
+    assert json.loads(json.dumps(read.to_json())) == written
+    assert cfrontend.frontend_c_sources(read) == cfrontend.frontend_c_sources(constants)

@@ -224,7 +224,7 @@ def device_ram(arena_bytes: int, frontend, macs: int, clock_hz: float = DEFAULT_
     from keras_dssdn.deploy.cfrontend import frontend_ram_bytes
 
     ring = audio_ring(frontend.sample_rate, frontend.hop_length, macs, clock_hz, cycles_per_mac)
-    out = {"arena": int(arena_bytes), "frontend": frontend_ram_bytes({"n_fft": frontend.n_fft}),
+    out = {"arena": int(arena_bytes), "frontend": frontend_ram_bytes(frontend.n_fft),
            "audio_buffer": int(ring["bytes"])}
     out["total"] = out["arena"] + out["frontend"] + out["audio_buffer"]
     return out

@@ -89,10 +89,10 @@ def _bundle_settings(args, model_path: Path, b):
     from keras_dssdn.layers.labels import LabelVocabulary
     from keras_dssdn.params import FrontEndParams
 
-    vocab = LabelVocabulary.load(args.labels) if args.labels else LabelVocabulary(b.class_names)
+    vocab = LabelVocabulary.load(args.labels) if args.labels else LabelVocabulary(list(b.class_names))
     stats = NormalizationStats.load(args.normalization) if args.normalization else b.normalization
     frontend = (FrontEndParams.from_dict(read_json(args.frontend, "front-end file", "give the frontend.json of a "
-                                                   "run or bundle")) if args.frontend else b.frontend)
+                                                   "run or bundle")) if args.frontend else b.params)
     return model_path, vocab, frontend, stats, args.clip_seconds, args.segment_seconds
 
 

@@ -64,8 +64,9 @@ def main(argv=None) -> int:
             return 0
         if not args.out:
             raise ConfigError("--out is required (a folder for the program) unless --frontend-only is given.")
+        part = build.Part(args.ram_kb, args.flash_kb, args.arena_bytes)
         fw = build.make_firmware(args.bundle, args.tflm, args.target, args.kernels, args.out, args.library_dir,
-                                 args.ram_kb, args.flash_kb, args.jobs, arena_bytes=args.arena_bytes)
+                                 part, args.jobs)
         checks = None
         try:
             if args.run:

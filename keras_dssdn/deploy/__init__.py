@@ -21,7 +21,9 @@
 ``bundle``                  :func:`export_bundle` and the atomic write step
 ``micro``                   the TFLM interpreter in Python (operators, invoke, arena)
 ``csources``                the C / C++ files, from ``templates/`` (package data ``deploy/templates/*``)
-``frontend_constants``      the front end as constants (window, mel filterbank, fused int8 map)
+``frontend_constants``      (moved to :mod:`keras_dssdn.frontend_constants`, read by inference too)
+                            :class:`FrontEndConstants`: the front end as constants; owns ``frontend.json``
+``c_literals``              C literals shared by the generated sources
 ``qat``, ``qat_mirror``,    quantisation-aware training in a tf_keras child process
 ``qat_child``
 ==========================  ==================================================================
@@ -48,6 +50,8 @@ PUBLIC_API = {
     "convert_float": "keras_dssdn.deploy.convert",
     "convert_int8": "keras_dssdn.deploy.convert",
     "verify_bit_exact": "keras_dssdn.deploy.verify",
+    "FrontEndConstants": "keras_dssdn.frontend_constants",
+    "Quantization": "keras_dssdn.frontend_constants",
     "slim_flatbuffer": "keras_dssdn.deploy.slim",
     "report_markdown": "keras_dssdn.deploy.report",
     "ExportError": "keras_dssdn.errors",

@@ -65,10 +65,10 @@ from keras_dssdn.deploy.calibrate import calibrate
 from keras_dssdn.deploy.convert import Conversion, convert
 from keras_dssdn.deploy.data import evaluation_set, resolve_sources
 from keras_dssdn.deploy.evaluate import accuracy_drop, choose_deployed, evaluate_models
-from keras_dssdn.deploy.frontend_constants import frontend_constants
+from keras_dssdn.frontend_constants import FrontEndConstants, Quantization
 from keras_dssdn.manifest import MANIFEST, build_manifest
 from keras_dssdn.deploy.prepare import PreparedModel, prepare_model
-from keras_dssdn.deploy.report import build_report, report_markdown
+from keras_dssdn.deploy.report import ExportFacts, build_report, report_markdown
 from keras_dssdn.deploy.settings import ExportSettings
 from keras_dssdn.deploy.slim import Slimming, slim_model
 from keras_dssdn.deploy.verify import verification_inputs, verify
@@ -112,13 +112,14 @@ def check_destination(out_dir: PathLike, force: bool, inputs=()) -> Path:
     return out
 
 
-def device_constants(prep: PreparedModel, deployed: bytes) -> dict:
-    """:func:`~keras_dssdn.deploy.frontend_constants.frontend_constants` for the deployed int8 model's input
-    and output quantisation."""
+def device_constants(prep: PreparedModel, deployed: bytes) -> FrontEndConstants:
+    """The :class:`~keras_dssdn.frontend_constants.FrontEndConstants` of the deployed int8 model: the
+    model's front end, normalisation and class names with the input and output quantisation of ``deployed``."""
     r = TFLiteRunner(deployed, reference=True)
-    return frontend_constants(prep.frontend, [int(d) for d in r.input["shape"]], float(r.input_scale),
-                              int(r.input_zero_point), prep.normalization, prep.class_names, float(r.output_scale),
-                              int(r.output_zero_point), seconds=prep.segment_seconds)
+    return FrontEndConstants.build(prep.frontend, [int(d) for d in r.input["shape"]],
+                                   Quantization(float(r.input_scale), int(r.input_zero_point)), prep.normalization,
+                                   prep.class_names, Quantization(float(r.output_scale), int(r.output_zero_point)),
+                                   seconds=prep.segment_seconds)
 
 
 # ---------------------------------------------------------------------------
@@ -126,18 +127,18 @@ def device_constants(prep: PreparedModel, deployed: bytes) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: dict, consts: dict,
+def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: dict, consts: FrontEndConstants,
                    ring: dict) -> Dict[str, str]:
     """``micro/``: model array (``deployed``: the slimmed flatbuffer), op resolver, model settings (with the audio
     ring: :func:`keras_dssdn.analysis.ram.audio_ring`), the C front end, the streaming example."""
-    settings = {"sample_rate": consts["sample_rate"], "macs": ring["macs"], "cycles_per_mac": ring["cycles_per_mac"],
-                "clock_hz": ring["clock_hz"], "invoke_cycles": ring["invoke_cycles"],
-                "invoke_seconds": ring["invoke_seconds"], "ring_samples": ring["samples"],"arena_bytes": checks["arena"]["recommended_bytes"], "arena_min_bytes": checks["arena"]["min_bytes"],
-                "model_bytes": len(deployed), "input_shape": [1, *prep.input_shape],
-                "input_scale": consts["input_quantization"]["scale"],
-                "input_zero_point": consts["input_quantization"]["zero_point"],
-                "output_scale": consts["output_quantization"]["scale"],
-                "output_zero_point": consts["output_quantization"]["zero_point"],
+    q_in, q_out = consts.input_quantization, consts.output_quantization
+    settings = {"sample_rate": consts.params.sample_rate, "macs": ring["macs"],
+                "cycles_per_mac": ring["cycles_per_mac"], "clock_hz": ring["clock_hz"],
+                "invoke_cycles": ring["invoke_cycles"], "invoke_seconds": ring["invoke_seconds"],
+                "ring_samples": ring["samples"], "arena_bytes": checks["arena"]["recommended_bytes"],
+                "arena_min_bytes": checks["arena"]["min_bytes"], "model_bytes": len(deployed),
+                "input_shape": [1, *prep.input_shape], "input_scale": q_in.scale, "input_zero_point": q_in.zero_point,
+                "output_scale": q_out.scale, "output_zero_point": q_out.zero_point,
                 "class_names": prep.class_names or [f"class_{i}" for i in range(prep.num_classes)]}
     comment = f"{MICRO_MODEL} ({chosen.upper()}, flash cuts applied), sha256 {_sha256(deployed)}"
     sources = csources.c_array_source(deployed, "g_dssdn_model_data", "dssdn_model_data.h", comment=comment)
@@ -148,7 +149,7 @@ def _micro_sources(prep: PreparedModel, deployed: bytes, chosen: str, checks: di
     return sources
 
 
-def _frontend_npz(prep: PreparedModel, consts: dict) -> bytes:
+def _frontend_npz(prep: PreparedModel, consts: FrontEndConstants) -> bytes:
     """``frontend.npz``: dense window, mel filterbank ``(n_fft/2+1, n_mels)``, fused int8 map, normalisation."""
     from keras_dssdn.layers.frontend import mel_filterbank, stft_window
 
@@ -156,10 +157,10 @@ def _frontend_npz(prep: PreparedModel, consts: dict) -> bytes:
     if prep.normalization is not None:
         extra = {"norm_mean": np.asarray(prep.normalization.mean, np.float32),
                  "norm_std": np.asarray(prep.normalization.std, np.float32)}
-    buf = io.BytesIO()
+    buf, (scale, offset) = io.BytesIO(), consts.logmel_to_int8
     np.savez(buf, window=stft_window(prep.frontend), mel_filterbank=mel_filterbank(prep.frontend),
-             logmel_to_int8_scale=np.asarray(consts["logmel_to_int8"]["scale"], np.float32),
-             logmel_to_int8_offset=np.asarray(consts["logmel_to_int8"]["offset"], np.float32), **extra)
+             logmel_to_int8_scale=np.asarray(scale, np.float32), logmel_to_int8_offset=np.asarray(offset, np.float32),
+             **extra)
     return buf.getvalue()
 
 
@@ -168,7 +169,7 @@ MICRO_MODEL = "model_int8_micro.tflite"
 
 
 def bundle_files(prep: PreparedModel, conversion: Conversion, chosen: str, checks: dict,
-                 consts: dict, device_model: bytes, ring: dict) -> Dict[str, Union[bytes, str]]:
+                 consts: FrontEndConstants, device_model: bytes, ring: dict) -> Dict[str, Union[bytes, str]]:
     """Every file of the bundle but the report and the manifest: ``{relative path: bytes or text}``.
     ``checks``: :func:`keras_dssdn.deploy.verify.check_int8` of the deployed model; ``device_model``: its
     slimmed flatbuffer (:mod:`keras_dssdn.deploy.slim`), written as :data:`MICRO_MODEL` and ``micro/``'s array;
@@ -178,7 +179,7 @@ def bundle_files(prep: PreparedModel, conversion: Conversion, chosen: str, check
     files.update({f"model_int8_{name}.tflite": fb for name, fb in conversion.int8.items()})
     micro_files = _micro_sources(prep, device_model, chosen, checks, consts, ring)
     files.update({f"micro/{name}": text for name, text in micro_files.items()})
-    files["frontend.json"] = consts
+    files["frontend.json"] = consts.to_json()
     files["frontend.npz"] = _frontend_npz(prep, consts)
     return files
 
@@ -251,7 +252,7 @@ def _evaluate(prep: PreparedModel, conversion: Conversion, evaluation, num_verif
     return result.metrics, result.verify_inputs
 
 
-def _check_c_frontend(prep: PreparedModel, files: dict, consts: dict, deployed: bytes, checks: dict,
+def _check_c_frontend(prep: PreparedModel, files: dict, consts: FrontEndConstants, deployed: bytes, checks: dict,
                       settings: ExportSettings, sources, log: Callable) -> dict:
     """Step 7: the generated C front end compiled and run on the host against the Python front end
     (:func:`keras_dssdn.deploy.host_check.check_c_frontend`) on test signals and the evaluate split's clips."""
@@ -260,8 +261,8 @@ def _check_c_frontend(prep: PreparedModel, files: dict, consts: dict, deployed: 
 
     names = (cfrontend.HEADER, cfrontend.SOURCE)
     clips, _ = evaluation_clips(settings.data, sources)
-    return check_c_frontend({n: files[f"micro/{n}"] for n in names}, consts, prep.frontend, prep.normalization,
-                            deployed, checks["arena"]["recommended_bytes"], clips=clips,
+    return check_c_frontend({n: files[f"micro/{n}"] for n in names}, consts, deployed,
+                            checks["arena"]["recommended_bytes"], clips=clips,
                             clip_seconds=clip_length(prep, sources), vocabulary=sources.vocabulary, log=log)
 
 
@@ -314,14 +315,15 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     drop = accuracy_drop(metrics, chosen, settings.max_accuracy_drop)
     consts = device_constants(prep, conversion.int8[chosen])
     slimmed = _slim(conversion, chosen, inputs, calibration.examples, verification.int8[chosen]["arena"], log)
-    ring = audio_ring(int(consts["sample_rate"]), int(consts["hop_length"]), flatbuffer_macs(conversion.int8[chosen]),
+    ring = audio_ring(consts.params.sample_rate, consts.params.hop_length, flatbuffer_macs(conversion.int8[chosen]),
                       settings.mcu_clock_hz, settings.mcu_cycles_per_mac)
     files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts, slimmed.model, ring)
     c_frontend = _check_c_frontend(prep, files, consts, slimmed.model, verification.int8[chosen],
                                    settings, sources, log)
     data_report = {"calibration": calibration.report, "evaluation": eval_report, "verification": verify_report}
-    report = build_report(prep, data_report, conversion, verification, metrics, chosen, drop, consts,
-                          settings.command, str(out), c_frontend, slimmed.report, ring)
+    facts = ExportFacts(prep, data_report, conversion, verification, metrics, chosen, drop, consts, c_frontend,
+                        slimmed.report, ring)
+    report = build_report(facts, settings.command, str(out))
     written = write_bundle(out, files, report, slimmed.model, force=settings.force, started=started)
     log(f"  bundle written: {out} ({chosen.upper()} deployed, {report['flash_bytes']:,} B flash, "
         f"{report['arena_bytes']:,} B arena) in {report['seconds']:.0f} s")

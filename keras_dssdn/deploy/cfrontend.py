@@ -2,7 +2,7 @@
 
 The generated C99 (``templates/audio_frontend.h.tmpl`` / ``.c.tmpl``: no heap, libm only) streams mono
 int16 PCM at the model's sample rate into the model's int8 input tensor, one segment
-(``num_samples`` of :func:`keras_dssdn.deploy.frontend_constants.frontend_constants`) at a time, and
+(``num_samples`` of :class:`keras_dssdn.frontend_constants.FrontEndConstants`) at a time, and
 reproduces the training front end on each segment: :func:`keras_dssdn.layers.frontend.log_mel_spectrogram`
 (reflect padding of ``n_fft // 2`` at both segment edges when ``center``), the model's normalisation and
 the int8 quantisation, fused per band. Every number in it comes from the constants, i.e. from the same
@@ -25,7 +25,8 @@ from typing import Dict
 
 import numpy as np
 
-from keras_dssdn.deploy.csources import _c_float, _c_list
+from keras_dssdn.deploy.c_literals import c_float, c_list
+from keras_dssdn.frontend_constants import FrontEndConstants
 from keras_dssdn.deploy.resources import render
 from keras_dssdn.errors import FrontEndError
 
@@ -62,19 +63,20 @@ def _next_power_of_two(n: int) -> int:
     return 1 << max(2, int(math.ceil(math.log2(max(n, 1)))))
 
 
-def frontend_ram_bytes(constants: dict) -> int:
-    """RAM of the C front end (``DSSDN_FE_RAM_BYTES``): an int16 ring and a float FFT buffer of ``n_fft``
-    each, two int32 counters and a pointer (8 bytes, so the bound holds on 64-bit hosts too)."""
-    n = int(constants["n_fft"])
+def frontend_ram_bytes(n_fft: int) -> int:
+    """RAM of the C front end (``DSSDN_FE_RAM_BYTES``) for an FFT of ``n_fft`` points: an int16 ring and a float
+    FFT buffer of ``n_fft`` each, two int32 counters and a pointer (8 bytes, so the bound holds on 64-bit hosts
+    too)."""
+    n = int(n_fft)
     return 2 * n + 4 * n + 2 * 4 + 8
 
 
-def frontend_flash_bytes(constants: dict) -> int:
+def frontend_flash_bytes(constants: FrontEndConstants) -> int:
     """Flash of the C front end's constant arrays (``DSSDN_FE_FLASH_BYTES``): window and twiddles (float,
     ``n_fft`` each), mel weights (float), per band: start bin and bin count (int16), weight offset (int32),
     and the fused int8 map (two floats)."""
-    n, n_mels = int(constants["n_fft"]), int(constants["n_mels"])
-    return 4 * n + 4 * n + 4 * len(constants["mel_filterbank"]["weights"]) + n_mels * (2 + 2 + 4 + 4 + 4)
+    n, n_mels = int(constants.params.n_fft), int(constants.params.n_mels)
+    return 4 * n + 4 * n + 4 * len(constants.mel_filterbank["weights"]) + n_mels * (2 + 2 + 4 + 4 + 4)
 
 
 def _twiddles(n_fft: int):
@@ -83,38 +85,34 @@ def _twiddles(n_fft: int):
     return np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
 
 
-def _header_values(c: dict) -> dict:
-    n_fft = int(c["n_fft"])
-    pad = n_fft // 2 if c["center"] else 0
+def _header_values(c: FrontEndConstants) -> dict:
+    p, n_mels, frames = c.params, *c.input_shape
+    pad = p.n_fft // 2 if p.center else 0
     return dict(
-        generated=GENERATED, guard="DSSDN_FRONTEND_H_", sample_rate=c["sample_rate"], n_fft=n_fft,
-        fft_log2=int(math.log2(n_fft)), win_length=c["win_length"], hop_length=c["hop_length"], pad=pad,
+        generated=GENERATED, guard="DSSDN_FRONTEND_H_", sample_rate=p.sample_rate, n_fft=p.n_fft,
+        fft_log2=int(math.log2(p.n_fft)), win_length=p.win_length, hop_length=p.hop_length, pad=pad,
         pad_comment=(f"reflect padding of {pad} samples at both segment edges (center=True)" if pad else
                      "no padding (center=False)"),
-        segment_samples=c["num_samples"], seconds=f"{c['seconds']:g}", frames=c["frames"], n_mels=c["n_mels"],
-        n_freq_bins=c["mel_filterbank"]["n_freq_bins"], n_weights=len(c["mel_filterbank"]["weights"]),
-        input_elements=int(c["n_mels"]) * int(c["frames"]), first_column=pad + 1 if pad else n_fft,
-        log_offset=_c_float(c["log_offset"]), ram_bytes=frontend_ram_bytes(c), flash_bytes=frontend_flash_bytes(c))
+        segment_samples=c.num_samples, seconds=f"{c.seconds:g}", frames=frames, n_mels=n_mels,
+        n_freq_bins=c.mel_filterbank["n_freq_bins"], n_weights=len(c.mel_filterbank["weights"]),
+        input_elements=n_mels * frames, first_column=pad + 1 if pad else p.n_fft,
+        log_offset=c_float(float(p.log_offset)), ram_bytes=frontend_ram_bytes(p.n_fft),
+        flash_bytes=frontend_flash_bytes(c))
 
 
-def frontend_c_sources(constants: dict) -> Dict[str, str]:
-    """``{"dssdn_frontend.h": text, "dssdn_frontend.c": text}`` for the constants of
-    :func:`~keras_dssdn.deploy.frontend_constants.frontend_constants` (checked with :func:`check_supported`)."""
-    from keras_dssdn.params import FrontEndParams
-
+def frontend_c_sources(constants: FrontEndConstants) -> Dict[str, str]:
+    """``{"dssdn_frontend.h": text, "dssdn_frontend.c": text}`` for a bundle's
+    :class:`~keras_dssdn.frontend_constants.FrontEndConstants` (checked with :func:`check_supported`)."""
     c = constants
-    params = FrontEndParams(sample_rate=c["sample_rate"], n_fft=c["n_fft"], win_length=c["win_length"],
-                            hop_length=c["hop_length"], n_mels=c["n_mels"], fmin=c["fmin"], fmax=c["fmax"],
-                            log_offset=c["log_offset"], center=c["center"])
-    check_supported(params, int(c["num_samples"]))
-    fb = c["mel_filterbank"]
-    cos, sin = _twiddles(int(c["n_fft"]))
+    check_supported(c.params, c.num_samples)
+    fb = c.mel_filterbank
+    cos, sin = _twiddles(c.params.n_fft)
+    scale, offset = c.logmel_to_int8
     header = render("audio_frontend.h.tmpl", **_header_values(c))
     source = render("audio_frontend.c.tmpl", generated=GENERATED, header=HEADER,
-                    window=_c_list(c["window"], _c_float), twiddle_cos=_c_list(cos, _c_float),
-                    twiddle_sin=_c_list(sin, _c_float), start_bin=_c_list(fb["start_bin"], str, 16),
-                    num_bins=_c_list(fb["num_bins"], str, 16), offset=_c_list(fb["offset"], str, 16),
-                    weights=_c_list(fb["weights"], _c_float),
-                    scale=_c_list(c["logmel_to_int8"]["scale"], _c_float),
-                    offset_int8=_c_list(c["logmel_to_int8"]["offset"], _c_float))
+                    window=c_list(c.window, c_float), twiddle_cos=c_list(cos, c_float),
+                    twiddle_sin=c_list(sin, c_float), start_bin=c_list(fb["start_bin"], str, 16),
+                    num_bins=c_list(fb["num_bins"], str, 16), offset=c_list(fb["offset"], str, 16),
+                    weights=c_list(fb["weights"], c_float), scale=c_list(scale, c_float),
+                    offset_int8=c_list(offset, c_float))
     return {HEADER: header, SOURCE: source}

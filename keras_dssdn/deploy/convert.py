@@ -96,15 +96,15 @@ def quantisation_aware(prep: PreparedModel, calibration: Calibration, qat: QATSe
                        log: Callable = print):
     """``(int8 flatbuffer, QAT report)`` by :func:`keras_dssdn.deploy.qat.run_qat` on the training data of
     :func:`keras_dssdn.deploy.data.qat_training_data`."""
-    from keras_dssdn.deploy.qat import run_qat
+    from keras_dssdn.deploy.qat import QATRun, run_qat
 
     train, options, distilled = qat_training_data(prep, qat, sources)
+    settings = QATRun.from_options(qat.epochs, options)
     if distilled:
         log(f"  QAT distils: targets (1 - {distilled['kd_weight']:g}) x labels + {distilled['kd_weight']:g} x teacher "
             f"probabilities (T = 1) from {distilled['teacher']}")
     check_x = calibration.examples[spread(len(calibration.examples), QAT_CHECK_INPUTS)]
-    flatbuffer, report = run_qat(prep.core, train, calibration=calibration.examples, check_inputs=check_x,
-                                 epochs=qat.epochs, log=log, **options)
+    flatbuffer, report = run_qat(prep.core, train, calibration.examples, check_x, settings, log)
     return flatbuffer, {**report, "distilled": distilled}
 
 

@@ -114,15 +114,31 @@ def evaluation_clips(settings: DataSettings, sources: DataSources) -> Tuple[obje
 
 def evaluation_set(prep: PreparedModel, settings: DataSettings, sources: DataSources) -> Tuple[object, Optional[dict]]:
     """``(evaluation data or None, report entry)``: the given ``evaluation``, else the evaluate split
-    (``eval_limit`` clips spread over it, when set)."""
+    (``eval_limit`` clips spread over it, when set), decoded and featurised once into arrays
+    ``(x (N, n_mels, frames, 1) float32, class ids (N,), clip index (N,))`` that every later step reads (the
+    float and int8 metrics, TFLM against the reference kernels for each int8 model): one decode of each clip
+    instead of one per step."""
     if settings.evaluation is not None:
         return settings.evaluation, {"source": "given"}
     clips, total = evaluation_clips(settings, sources)
     if clips is None:
         return None, None
     ds, per_clip = pipeline_dataset(prep, clips, sources)
-    return ds, {"source": f"{clips.name or 'evaluate split'}", "clips": len(clips), "segments_per_clip": per_clip,
-                "limited": bool(settings.eval_limit), "of_clips": total}
+    return examples_in_memory(ds), {"source": f"{clips.name or 'evaluate split'}", "clips": len(clips),
+                                    "segments_per_clip": per_clip, "limited": bool(settings.eval_limit),
+                                    "of_clips": total}
+
+
+def examples_in_memory(ds) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over a pipeline dataset of ``(x, y, metadata)`` batches: ``(x, y, metadata["clip_index"])``
+    concatenated (a decoding error named as :func:`keras_dssdn.data.pipeline.decoding_errors` does)."""
+    from keras_dssdn.data.pipeline import decoding_errors
+
+    xs, ys, clips = [], [], []
+    with decoding_errors():
+        for x, y, m in ds:
+            xs.append(np.asarray(x)), ys.append(np.asarray(y)), clips.append(np.asarray(m["clip_index"]))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(clips)
 
 
 def qat_augment(choice, run_config: Optional[dict]):

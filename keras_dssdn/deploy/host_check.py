@@ -33,6 +33,7 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
+from keras_dssdn.frontend_constants import FrontEndConstants
 from keras_dssdn.deploy.resources import template_text
 from keras_dssdn.errors import VerificationError
 
@@ -99,28 +100,29 @@ def run_c_frontend(exe: str, pcm: np.ndarray, input_shape: Tuple[int, int], pad:
     return out.reshape(-1, n_mels, frames, 1)
 
 
-def python_int8_tensors(pcm: np.ndarray, frontend, normalization, input_scale: float, input_zero_point: int,
-                        segment_samples: int, pad: bool = False) -> np.ndarray:
+def python_int8_tensors(pcm: np.ndarray, consts: FrontEndConstants, pad: bool = False) -> np.ndarray:
     """The training front end on the same clips: int8 ``(segments, n_mels, frames, 1)``.
 
     Each clip (int16 ``(clips, samples)``, as float ``pcm / 32768``) is cut into segments of
-    ``segment_samples`` (a shorter remainder dropped, or zero-padded with ``pad``), then
-    :func:`~keras_dssdn.layers.frontend.log_mel_spectrogram`, ``normalization.apply`` (float32 TF, as the
-    pipeline) and :func:`~keras_dssdn.inference.tflite.quantize_input`.
+    ``consts.num_samples`` (a shorter remainder dropped, or zero-padded with ``pad``), then
+    :func:`~keras_dssdn.layers.frontend.log_mel_spectrogram` with ``consts.params``,
+    ``consts.normalization.apply`` (float32 TF, as the pipeline) and
+    :func:`~keras_dssdn.inference.tflite.quantize_input` with ``consts.input_quantization``.
     """
     from keras_dssdn.inference.tflite import quantize_input
     from keras_dssdn.layers.frontend import log_mel_spectrogram
 
+    segment_samples, normalization, q = consts.num_samples, consts.normalization, consts.input_quantization
     x = np.asarray(pcm, np.float32) / np.float32(32768.0)
     n = x.shape[1] // segment_samples
     if pad and x.shape[1] % segment_samples:
         n += 1
         x = np.pad(x, [(0, 0), (0, n * segment_samples - x.shape[1])])
     segments = x[:, :n * segment_samples].reshape(-1, segment_samples)
-    logmel = log_mel_spectrogram(segments, frontend)
+    logmel = log_mel_spectrogram(segments, consts.params)
     if normalization is not None:
         logmel = normalization.apply(logmel)
-    return quantize_input(np.asarray(logmel), input_scale, input_zero_point)
+    return quantize_input(np.asarray(logmel), q.scale, q.zero_point)
 
 
 def edge_case_signals(sample_rate: int, samples: int, seed: int = 0) -> Dict[str, np.ndarray]:
@@ -264,13 +266,13 @@ def _check_thresholds(where: str, parity: dict, decisions: Optional[dict]) -> No
                                 + "; ".join(problems) + ". The bundle is not written; report this with the model.")
 
 
-def check_c_frontend(sources: Dict[str, str], consts: dict, frontend, normalization, flatbuffer: bytes,
-                     arena_bytes: int, clips=None, clip_seconds: Optional[float] = None, vocabulary=None,
+def check_c_frontend(sources: Dict[str, str], consts: FrontEndConstants, flatbuffer: bytes, arena_bytes: int,
+                     clips=None, clip_seconds: Optional[float] = None, vocabulary=None,
                      log: Callable = print) -> dict:
     """The host check of the module doc; returns the report entry (``skipped`` without a C compiler).
 
-    ``sources``: the C files (``dssdn_frontend.h/.c``); ``consts``: the bundle's front-end constants;
-    ``frontend`` / ``normalization``: the training front end; ``flatbuffer`` / ``arena_bytes``: the deployed
+    ``sources``: the C files (``dssdn_frontend.h/.c``); ``consts``: the bundle's front-end constants, whose
+    ``params`` / ``normalization`` are the training front end; ``flatbuffer`` / ``arena_bytes``: the deployed
     int8 model; ``clips``: a ClipList (the evaluate split) or None; ``clip_seconds``: their length.
     """
     import time
@@ -280,14 +282,12 @@ def check_c_frontend(sources: Dict[str, str], consts: dict, frontend, normalizat
         log("  C front end: NOT checked (no C compiler: cc, gcc or clang on PATH, or $CC)")
         return {"skipped": "no C compiler (cc, gcc or clang on PATH, or $CC)"}
     t0 = time.time()
-    seg = int(consts["num_samples"])
-    shape = (int(consts["n_mels"]), int(consts["frames"]))
-    q = consts["input_quantization"]
-    python = lambda pcm: python_int8_tensors(pcm, frontend, normalization, q["scale"], q["zero_point"], seg)  # noqa
+    seg, shape, frontend = consts.num_samples, consts.input_shape, consts.params
+    python = lambda pcm: python_int8_tensors(pcm, consts)  # noqa: E731
     decisions = MicroDecisions(flatbuffer, arena_bytes)
     report = {"compiler": compiler, "cflags": " ".join(CFLAGS)}
     with compiled_frontend(sources) as exe:
-        signals = edge_case_signals(int(consts["sample_rate"]), 2 * seg)
+        signals = edge_case_signals(frontend.sample_rate, 2 * seg)
         pcm = np.stack(list(signals.values()))
         c, py = run_c_frontend(exe, pcm, shape), python(pcm)
         report["signals"] = {"names": list(signals), "parity": tensor_parity(c, py),

@@ -32,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, List, Optional, Tuple
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -103,26 +105,58 @@ def _write_training_data(work: str, train, epochs: int, max_examples: Optional[i
     return counts[0]
 
 
-def run_qat(model, train, *, calibration: np.ndarray, check_inputs: np.ndarray, epochs: int = 2,
-            batch_size: int = 32, learning_rate: float = 1e-4, label_smoothing: float = 0.0,
-            max_examples: Optional[int] = None, tolerance: float = MIRROR_TOLERANCE, timeout: float = 3 * 3600,
-            workdir: Optional[str] = None, seed: int = 0, log: Callable = print) -> Tuple[bytes, dict]:
+@dataclass(frozen=True)
+class QATRun:
+    """The settings of one quantisation-aware training run (:func:`run_qat`).
+
+    ``epochs``; ``batch_size``; ``learning_rate``; ``label_smoothing`` of the cross-entropy; ``max_examples``:
+    at most this many training examples per epoch (None: all); ``tolerance``: the largest absolute difference
+    allowed between the tf_keras mirror's outputs and the Keras 3 model's; ``timeout``: seconds the child process
+    may take; ``workdir``: where its files go (None: a temporary folder, removed afterwards); ``seed``.
+    """
+
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    label_smoothing: float = 0.0
+    max_examples: Optional[int] = None
+    tolerance: float = MIRROR_TOLERANCE
+    timeout: float = 3 * 3600
+    workdir: Optional[str] = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if int(self.epochs) < 1:
+            raise ConfigError(f"QAT epochs must be >= 1, got {self.epochs}.")
+
+    @classmethod
+    def from_options(cls, epochs: int, options: Mapping) -> "QATRun":
+        """From an export's QAT epochs and options (:class:`~keras_dssdn.deploy.settings.QATSettings`):
+        :class:`ConfigError` naming an option that is not a field."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"epochs"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"QAT option(s) {unknown} are not known; use {sorted(known)} (and augment / distill).")
+        return cls(epochs=int(epochs), **dict(options))
+
+
+def run_qat(model, train, calibration: np.ndarray, check_inputs: np.ndarray, settings: QATRun = QATRun(),
+            log: Callable = print) -> Tuple[bytes, dict]:
     """Quantisation-aware training of a Keras 3 log-mel classifier; returns ``(int8 flatbuffer, info)``.
 
     ``model`` takes normalised log-mel (no front-end layers: see
     :func:`keras_dssdn.deploy.prepare.prepare_model`). ``train``: ``(x, y)`` arrays, a
     ``tf.data`` dataset of ``(x, y[, metadata])`` batches (class ids or soft /
     one-hot labels), used every epoch, or a function ``epoch -> dataset``
-    giving a fresh (e.g. augmented) pass per epoch; at most ``max_examples``
-    per epoch. The loss is cross-entropy with ``label_smoothing``.
-    ``calibration``: float inputs for the converter; ``check_inputs``:
+    giving a fresh (e.g. augmented) pass per epoch; at most ``settings.max_examples``
+    per epoch. ``calibration``: float inputs for the converter; ``check_inputs``:
     a few inputs on which the tf_keras mirror must reproduce ``model``'s
-    outputs within ``tolerance``. ``timeout`` in seconds. Runs
+    outputs within ``settings.tolerance``. ``settings``: :class:`QATRun`. Runs
     ``python -m keras_dssdn.deploy.qat_child`` with ``TF_USE_LEGACY_KERAS=1``;
     its output is passed to ``log``.
     """
-    if epochs < 1:
-        raise ConfigError(f"QAT epochs must be >= 1, got {epochs}.")
+    s = settings
+    epochs, max_examples, workdir = s.epochs, s.max_examples, s.workdir
     input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     spec, weights = build_mirror_spec(model)
     check_inputs = np.asarray(check_inputs, np.float32)
@@ -133,16 +167,16 @@ def run_qat(model, train, *, calibration: np.ndarray, check_inputs: np.ndarray, 
     os.makedirs(work, exist_ok=True)
     try:
         n = _write_training_data(work, train, epochs, max_examples, input_shape)
-        spec.update({"epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-                     "label_smoothing": float(label_smoothing), "tolerance": float(tolerance),
-                     "probabilities": probabilities, "seed": int(seed), "examples": n,
+        spec.update({"epochs": int(epochs), "batch_size": int(s.batch_size), "learning_rate": float(s.learning_rate),
+                     "label_smoothing": float(s.label_smoothing), "tolerance": float(s.tolerance),
+                     "probabilities": probabilities, "seed": int(s.seed), "examples": n,
                      "fresh_data_per_epoch": callable(train), "classes": int(check_outputs.shape[-1])})
         _write_check(work, spec, weights, check_inputs, check_outputs)
         _save_npy(os.path.join(work, child.CALIBRATION), np.asarray(calibration, np.float32))
         log(f"  QAT: mirror of {len(spec['nodes'])} tf_keras layers, {n} training examples"
             f"{' (a fresh pipeline pass per epoch)' if callable(train) else ''}, {epochs} epochs "
             f"(child process, work folder {work})")
-        result = _run_child(work, timeout, log)
+        result = _run_child(work, s.timeout, log)
         with open(os.path.join(work, child.OUTPUT), "rb") as f:
             return f.read(), result
     finally:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from keras_dssdn.analysis.budgets import DCASE_MAX_INT8_BYTES, DCASE_MAX_PARAMS
 from keras_dssdn.deploy.convert import Conversion
 from keras_dssdn.deploy import cfrontend
+from keras_dssdn.frontend_constants import FrontEndConstants
 from keras_dssdn.deploy.host_check import TIE_STEPS
 from keras_dssdn.deploy.prepare import PreparedModel
 from keras_dssdn.deploy.verify import Verification
@@ -60,7 +62,7 @@ def _budget_entry(parameters: int, int8_weight_bytes: int) -> dict:
             "fits": bool(parameters <= DCASE_MAX_PARAMS and int8_weight_bytes <= DCASE_MAX_INT8_BYTES)}
 
 
-def device_memory(model_bytes: int, arena_bytes: int, arena_min_bytes: int, constants: dict,
+def device_memory(model_bytes: int, arena_bytes: int, arena_min_bytes: int, constants: FrontEndConstants,
                   ring: Optional[dict] = None) -> dict:
     """What a device needs, in bytes: ``flash`` (model array + the C front end's constants) and ``ram`` (tensor
     arena, recommended size, + front-end state + the audio ring), each with ``total``; ``audio_ring``: ``ring``
@@ -69,29 +71,51 @@ def device_memory(model_bytes: int, arena_bytes: int, arena_min_bytes: int, cons
     Without ``ring`` the audio ring is two hops only (no Invoke() time: not a device figure)."""
     from keras_dssdn.analysis.ram import audio_ring, ram_headroom
 
+    p = constants.params
     if ring is None:
-        ring = audio_ring(int(constants["sample_rate"]), int(constants["hop_length"]), 0)
+        ring = audio_ring(p.sample_rate, p.hop_length, 0)
     flash = {"model": int(model_bytes), "frontend_constants": cfrontend.frontend_flash_bytes(constants)}
-    ram = {"arena": int(arena_bytes), "frontend": cfrontend.frontend_ram_bytes(constants),
+    ram = {"arena": int(arena_bytes), "frontend": cfrontend.frontend_ram_bytes(p.n_fft),
            "audio_buffer": int(ring["bytes"])}
     flash["total"], ram["total"] = sum(flash.values()), sum(ram.values())
     ram["arena_min"] = int(arena_min_bytes)
-    part = ram_headroom(ram["total"], ram["arena"], ram["frontend"], ring, int(constants["hop_length"]))
-    if constants.get("seconds"):  # a model slower than real time overflows any ring
-        part["keeps_up"] = bool(ring["invoke_seconds"] < float(constants["seconds"]))
+    part = ram_headroom(ram["total"], ram["arena"], ram["frontend"], ring, p.hop_length)
+    part["keeps_up"] = bool(ring["invoke_seconds"] < constants.seconds)  # slower than real time overflows a ring
     return {"flash": flash, "ram": ram, "audio_ring": dict(ring), "part": part}
 
 
-def build_report(prep: PreparedModel, data: dict, conversion: Conversion, verification: Verification,
-                 metrics: Optional[Dict[str, dict]], chosen: str, drop: Optional[float], constants: dict,
-                 command: Optional[str] = None, bundle: str = "", c_frontend: Optional[dict] = None,
-                 flash_cuts: Optional[dict] = None, ring: Optional[dict] = None) -> dict:
-    """``report.json`` (without ``seconds``, which the write step adds). ``data``: the calibration / evaluation /
-    verification entries; ``metrics``: per model (None without an evaluation set); ``chosen``: the deployed
-    int8 model; ``drop``: its accuracy points below float; ``constants``: the front-end constants;
-    ``c_frontend``: the host check of the C front end (:func:`keras_dssdn.deploy.host_check.check_c_frontend`);
-    ``flash_cuts``: :func:`keras_dssdn.deploy.slim.slim_model`'s report (the device model's bytes), None when the
-    device gets the converter's model; ``ring``: the audio ring (:func:`keras_dssdn.analysis.ram.audio_ring`)."""
+@dataclass(frozen=True)
+class ExportFacts:
+    """What the export steps found, the input of :func:`build_report`.
+
+    ``data``: the calibration / evaluation / verification entries; ``metrics``: per model (None without an
+    evaluation set); ``chosen``: the deployed int8 model; ``drop``: its accuracy points below float;
+    ``constants``: the front-end constants; ``c_frontend``: the host check of the C front end
+    (:func:`keras_dssdn.deploy.host_check.check_c_frontend`); ``flash_cuts``:
+    :func:`keras_dssdn.deploy.slim.slim_model`'s report (the device model's bytes), None when the device gets the
+    converter's model; ``ring``: the audio ring (:func:`keras_dssdn.analysis.ram.audio_ring`).
+    """
+
+    prep: PreparedModel
+    data: dict
+    conversion: Conversion
+    verification: Verification
+    metrics: Optional[Dict[str, dict]]
+    chosen: str
+    drop: Optional[float]
+    constants: FrontEndConstants
+    c_frontend: Optional[dict] = None
+    flash_cuts: Optional[dict] = None
+    ring: Optional[dict] = None
+
+
+def build_report(facts: ExportFacts, command: Optional[str] = None, bundle: str = "") -> dict:
+    """``report.json`` (without ``seconds``, which the write step adds) of what the export found; ``command``:
+    the command line that ran it; ``bundle``: the bundle folder."""
+    f = facts
+    prep, conversion, verification, metrics, chosen, drop = (f.prep, f.conversion, f.verification, f.metrics,
+                                                              f.chosen, f.drop)
+    data, constants, c_frontend, flash_cuts, ring = f.data, f.constants, f.c_frontend, f.flash_cuts, f.ring
     int8 = _int8_entries(verification, metrics)
     model = _model_entry(prep)
     flash = flash_cuts["bytes_after"] if flash_cuts else len(conversion.int8[chosen])

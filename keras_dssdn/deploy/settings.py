@@ -75,9 +75,9 @@ class QATSettings:
     """Quantisation-aware training: ``epochs`` > 0 runs it (in a child process).
 
     ``train``: ``(x, y)`` arrays, a dataset or ``epoch -> dataset`` (default:
-    the train split). ``options``: :func:`keras_dssdn.deploy.qat.run_qat`
-    arguments (``learning_rate``, ``batch_size``, ``label_smoothing``,
-    ``max_examples``, ``timeout``) and ``augment``: ``"run"`` (default: the
+    the train split). ``options``: fields of :class:`keras_dssdn.deploy.qat.QATRun`
+    (``learning_rate``, ``batch_size``, ``label_smoothing``,
+    ``max_examples``, ``timeout``, ...) and ``augment``: ``"run"`` (default: the
     training run's augmentation and label smoothing), ``"none"``, or an
     AugmentConfig / dict.
     """

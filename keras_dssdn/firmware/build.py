@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -42,11 +43,23 @@ def check_out_folder(out: str, bundle: str) -> None:
         raise FileExistsError(f"--out {out} exists and holds other files; give a new or empty folder.")
 
 
+@dataclass(frozen=True)
+class Part:
+    """The memory of the part the program is linked for: RAM and flash in KiB (None: the target's own), and the
+    tensor arena in bytes (None: the bundle's recommended size)."""
+
+    ram_kb: Optional[int] = None
+    flash_kb: Optional[int] = None
+    arena_bytes: Optional[int] = None
+
+
 def make_firmware(bundle_path: str, tflm: Optional[str], target_name: str, kernels: str, out: str,
-                  library_dir: Optional[str] = None, ram_kb: Optional[int] = None, flash_kb: Optional[int] = None,
-                  jobs: int = 2, log: Callable = print, arena_bytes: Optional[int] = None) -> dict:
+                  library_dir: Optional[str] = None, part: Part = Part(), jobs: int = 2,
+                  log: Callable = print) -> dict:
     """Write and build the program; ``{"elf", "bundle", "lib", "target", "memory", ...}``. ``library_dir``: where
-    the TFLM library is built (default ``<out>/tflm``; give a shared folder to build it once)."""
+    the TFLM library is built (default ``<out>/tflm``; give a shared folder to build it once); ``part``: the
+    memory it is linked for (:class:`Part`)."""
+    ram_kb, flash_kb, arena_bytes = part.ram_kb, part.flash_kb, part.arena_bytes
     from keras_dssdn.firmware import tflm_tree
 
     tools = require(("gcc", "g++", "size", "nm", "make"))
@@ -73,24 +86,12 @@ def ram_or_none(kb: Optional[int]) -> Optional[int]:
     return int(kb) * 1024 if kb else None
 
 
-def training_frontend(constants: dict):
-    """The training front end (:class:`~keras_dssdn.params.FrontEndParams`) and normalisation of ``frontend.json``."""
-    from keras_dssdn.layers.frontend import NormalizationStats
-    from keras_dssdn.params import FrontEndParams
-
-    fe = FrontEndParams(sample_rate=constants["sample_rate"], n_fft=constants["n_fft"],
-                        win_length=constants["win_length"], hop_length=constants["hop_length"],
-                        n_mels=constants["n_mels"], fmin=constants["fmin"], fmax=constants["fmax"],
-                        log_offset=constants["log_offset"], center=constants["center"])
-    norm = constants.get("normalization")
-    return fe, (NormalizationStats.from_dict(norm) if norm else None)
-
-
-def _pcm_sets(constants: dict, fe, data: Optional[str], fold: int, clips: int, clip_seconds: float):
+def _pcm_sets(constants, data: Optional[str], fold: int, clips: int, clip_seconds: float):
     """``[(name, int16 (n, samples), segments per clip)]``: the host check's test signals (two segments each) and,
-    with ``data``, ``clips`` clips spread over the evaluate split."""
-    seg = int(constants["num_samples"])
-    signals = host_check.edge_case_signals(int(constants["sample_rate"]), 2 * seg)
+    with ``data``, ``clips`` clips spread over the evaluate split (``constants``: the bundle's
+    :class:`~keras_dssdn.frontend_constants.FrontEndConstants`)."""
+    seg, fe = constants.num_samples, constants.params
+    signals = host_check.edge_case_signals(fe.sample_rate, 2 * seg)
     sets = [("test signals", np.stack(list(signals.values())), 2)]
     if data:
         from keras_dssdn.data.datasets import read_clips
@@ -110,21 +111,20 @@ def run_checks(fw: dict, data: Optional[str] = None, fold: int = 1, clips: int =
     :class:`~keras_dssdn.firmware.errors.TargetMismatchError` when a rule of :func:`compare.check` fails."""
     bundle, target, kernels = fw["bundle"], fw["target"], fw["kernels"]
     c = bundle.constants
-    fe, norm = training_frontend(c)
-    q, oq = c["input_quantization"], c["output_quantization"]
-    classes = len(c.get("class_names") or []) or int(bundle.report.get("model", {}).get("classes", 0))
+    oq = c.output_quantization
+    classes = len(c.class_names or []) or int(bundle.report.get("model", {}).get("classes", 0))
     arena = bundle.arena_bytes or 1 << 20
     results = []
-    for name, pcm, per_clip in _pcm_sets(c, fe, data, fold, clips, clip_seconds):
+    for name, pcm, per_clip in _pcm_sets(c, data, fold, clips, clip_seconds):
         t0 = time.time()
-        x = host_check.python_int8_tensors(pcm, fe, norm, q["scale"], q["zero_point"], int(c["num_samples"]))
+        x = host_check.python_int8_tensors(pcm, c)
         host = compare.host_outputs(bundle.flatbuffer, x, arena)
         tgt, cost_a = program.run_tensors(fw["elf"], target, x, classes, timeout=timeout)
         a = {"inputs": len(x), "parity": compare.output_parity(tgt, host),
-             "decisions": compare.decision_parity(tgt, host, oq["scale"], oq["zero_point"], per_clip)}
+             "decisions": compare.decision_parity(tgt, host, oq.scale, oq.zero_point, per_clip)}
         tgt_pcm, clip_classes, cost_b = program.run_pcm(fw["elf"], target, pcm, classes, timeout=timeout)
         b = {"segments": len(tgt_pcm), "parity": compare.output_parity(tgt_pcm, host),
-             "decisions": compare.decision_parity(tgt_pcm, host, oq["scale"], oq["zero_point"], per_clip),
+             "decisions": compare.decision_parity(tgt_pcm, host, oq.scale, oq.zero_point, per_clip),
              "target_clip_classes": clip_classes,
              "host_clip_classes": _clip_classes(host, oq, per_clip)}
         results.append({"name": name, "clips": len(pcm), "segments_per_clip": per_clip, "tensors": a, "pcm": b,
@@ -145,7 +145,6 @@ def frontend_only(bundle_path: str, target_name: str, data: Optional[str] = None
     from keras_dssdn.firmware.frontend_target import check_frontend_on_target
 
     bundle = program.read_bundle(bundle_path)
-    fe, norm = training_frontend(bundle.constants)
     subset = None
     if data:
         from keras_dssdn.data.datasets import read_clips
@@ -154,8 +153,8 @@ def frontend_only(bundle_path: str, target_name: str, data: Optional[str] = None
         subset = evaluate.subset(list(np.linspace(0, len(evaluate) - 1, min(clips, len(evaluate))).round().astype(int)))
     decisions = host_check.MicroDecisions(bundle.flatbuffer, bundle.arena_bytes or 1 << 20)
     sources = {n: bundle.micro[n] for n in ("dssdn_frontend.h", "dssdn_frontend.c")}
-    report = check_frontend_on_target(sources, bundle.constants, fe, norm, get_target(target_name), subset,
-                                      clip_seconds, decisions=decisions, log=log)
+    report = check_frontend_on_target(sources, bundle.constants, get_target(target_name), subset, clip_seconds,
+                                      decisions=decisions, log=log)
     for key in ("signals", "clips"):
         if key in report:
             r = report[key]
@@ -167,8 +166,8 @@ def frontend_only(bundle_path: str, target_name: str, data: Optional[str] = None
     return report
 
 
-def _clip_classes(outputs: np.ndarray, oq: dict, per_clip: int) -> list:
-    deq = (outputs.astype(np.float32) - oq["zero_point"]) * oq["scale"]
+def _clip_classes(outputs: np.ndarray, oq, per_clip: int) -> list:
+    deq = (outputs.astype(np.float32) - oq.zero_point) * oq.scale
     return [int(k) for k in deq.reshape(-1, per_clip, deq.shape[-1]).mean(axis=1).argmax(axis=1)]
 
 

@@ -23,6 +23,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 
 from keras_dssdn.deploy import host_check
+from keras_dssdn.frontend_constants import FrontEndConstants
 from keras_dssdn.errors import VerificationError
 from keras_dssdn.firmware import project, qemu
 from keras_dssdn.firmware.errors import TargetMismatchError
@@ -83,12 +84,6 @@ def run_target_frontend(elf: str, target: Target, pcm: np.ndarray, input_shape: 
     return tensors.reshape(-1, *input_shape, 1), cost
 
 
-def _python_tensors(consts: dict, frontend, normalization) -> Callable[[np.ndarray], np.ndarray]:
-    q = consts["input_quantization"]
-    return lambda pcm: host_check.python_int8_tensors(pcm, frontend, normalization, q["scale"], q["zero_point"],
-                                                      int(consts["num_samples"]))
-
-
 def _check(where: str, parity: dict, decisions: Optional[dict], target: Target) -> None:
     """The host check's thresholds (:func:`keras_dssdn.deploy.host_check._check_thresholds`) on the target."""
     try:
@@ -99,35 +94,32 @@ def _check(where: str, parity: dict, decisions: Optional[dict], target: Target) 
             from None
 
 
-def check_frontend_on_target(sources: Dict[str, str], consts: dict, frontend, normalization, target: Target,
-                             clips=None, clip_seconds: Optional[float] = None, vocabulary=None,
+def check_frontend_on_target(sources: Dict[str, str], consts: FrontEndConstants, target: Target, clips=None,
+                             clip_seconds: Optional[float] = None, vocabulary=None,
                              decisions: Optional[host_check.MicroDecisions] = None, signal_segments: int = 2,
                              log: Callable = print) -> dict:
     """Build, run and compare (module doc); the report entry. :class:`TargetMismatchError` when the target's
     tensors break the rule.
 
-    ``consts``: the front-end constants (``frontend.json``); ``frontend`` / ``normalization``: the training front
-    end; ``clips``: a ClipList of real clips (or None) of ``clip_seconds``; ``decisions``: the model in TFLM
+    ``consts``: the front-end constants (``frontend.json``), whose ``params`` / ``normalization`` are the training
+    front end; ``clips``: a ClipList of real clips (or None) of ``clip_seconds``; ``decisions``: the model in TFLM
     (host) for class decisions, or None for tensors only.
     """
     t0 = time.time()
-    seg = int(consts["num_samples"])
-    shape = (int(consts["n_mels"]), int(consts["frames"]))
-    python = _python_tensors(consts, frontend, normalization)
+    seg, shape = consts.num_samples, consts.input_shape
     report = {"target": target.name, "machine": target.machine, "cpu_flags": " ".join(target.cpu_flags)}
     with tempfile.TemporaryDirectory(prefix="dssdn_fe_build_") as folder:
         elf = build_frontend_program(sources, folder, target)
-        signals = host_check.edge_case_signals(int(consts["sample_rate"]), signal_segments * seg)
+        signals = host_check.edge_case_signals(consts.params.sample_rate, signal_segments * seg)
         pcm = np.stack(list(signals.values()))
         c, cost = run_target_frontend(elf, target, pcm, shape)
-        py = python(pcm)
+        py = host_check.python_int8_tensors(pcm, consts)
         report["signals"] = {"names": list(signals), "parity": host_check.tensor_parity(c, py), "cost": cost}
         if decisions is not None:
             report["signals"]["decisions"] = host_check.merge_decisions([decisions.compare(c, py, signal_segments)])
         _check("the generated test signals", report["signals"]["parity"], None, target)
         if clips is not None and len(clips):
-            report["clips"] = _check_clips(elf, target, clips, clip_seconds, vocabulary, frontend, seg, shape,
-                                           python, decisions)
+            report["clips"] = _check_clips(elf, target, clips, clip_seconds, vocabulary, consts, decisions)
             _check(f"{len(clips)} real clips", report["clips"]["parity"], report["clips"].get("decisions"), target)
     report["seconds"] = round(time.time() - t0, 1)
     summary = report.get("clips") or report["signals"]
@@ -138,12 +130,12 @@ def check_frontend_on_target(sources: Dict[str, str], consts: dict, frontend, no
     return report
 
 
-def _check_clips(elf, target, clips, clip_seconds, vocabulary, frontend, seg, shape, python, decisions) -> dict:
+def _check_clips(elf, target, clips, clip_seconds, vocabulary, consts: FrontEndConstants, decisions) -> dict:
     parity, agree, costs = [], [], []
-    per_clip = frontend.num_samples(clip_seconds) // seg
-    for pcm in host_check.clip_batches(clips, frontend, clip_seconds, vocabulary):
-        c, cost = run_target_frontend(elf, target, pcm, shape)
-        py = python(pcm)
+    per_clip = consts.params.num_samples(clip_seconds) // consts.num_samples
+    for pcm in host_check.clip_batches(clips, consts.params, clip_seconds, vocabulary):
+        c, cost = run_target_frontend(elf, target, pcm, consts.input_shape)
+        py = host_check.python_int8_tensors(pcm, consts)
         parity.append(host_check.tensor_parity(c, py))
         costs.append(cost)
         if decisions is not None:

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from keras_dssdn.frontend_constants import FrontEndConstants
 from keras_dssdn.fileio import read_json
 from keras_dssdn.firmware import project, qemu
 from keras_dssdn.firmware.errors import FirmwareRunError
@@ -46,7 +47,7 @@ class Bundle:
 
     path: str
     micro: Dict[str, str]   # file name -> text, of micro/
-    constants: dict         # frontend.json
+    constants: FrontEndConstants  # frontend.json
     flatbuffer: bytes       # model_int8_micro.tflite (the bytes of micro/dssdn_model_data.cc)
     report: dict            # report.json ({} when absent)
 
@@ -56,7 +57,7 @@ class Bundle:
 
     @property
     def input_shape(self) -> Tuple[int, int]:
-        return int(self.constants["n_mels"]), int(self.constants["frames"])
+        return self.constants.input_shape
 
 
 def read_bundle(path: str) -> Bundle:
@@ -74,7 +75,8 @@ def read_bundle(path: str) -> Bundle:
     for name in sorted(os.listdir(os.path.join(path, "micro"))):
         with open(os.path.join(path, "micro", name), encoding="utf-8") as f:
             micro[name] = f.read()
-    constants = read_json(os.path.join(path, "frontend.json"), "bundle file", "export the bundle again")
+    where = os.path.join(path, "frontend.json")
+    constants = FrontEndConstants.from_json(read_json(where, "bundle file", "export the bundle again"), where)
     with open(os.path.join(path, MICRO_MODEL), "rb") as f:
         flatbuffer = f.read()
     report_path = os.path.join(path, "report.json")

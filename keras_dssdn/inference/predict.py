@@ -32,7 +32,6 @@ from keras_dssdn.errors import AudioFormatError, ModelFileError
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
 
 AUDIO_SUFFIXES = (".wav", ".flac")
-_FRONTEND_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "fmin", "fmax", "log_offset", "center")
 
 
 @dataclasses.dataclass
@@ -63,35 +62,27 @@ class Predictor:
         return self.frontend.num_samples(self.window_seconds)
 
 
-def _frontend_from_dict(d: dict) -> FrontEndParams:
-    return FrontEndParams.from_dict({k: d[k] for k in _FRONTEND_KEYS if k in d})
-
-
-@dataclasses.dataclass(frozen=True)
-class BundleSettings:
-    """What an export bundle's ``frontend.json`` tells a reader of its ``.tflite``: the front end, the
-    normalisation the model expects (or None) and the class names."""
-
-    frontend: FrontEndParams
-    normalization: Optional[NormalizationStats]
-    class_names: List[str]
-
-
-def read_bundle_settings(folder) -> BundleSettings:
-    """:class:`BundleSettings` of the export bundle ``folder``, read only after its manifest checks out
-    (:func:`keras_dssdn.manifest.verify_bundle`: a bundle changed after export is refused)."""
-    from keras_dssdn.manifest import verify_bundle
+def read_bundle_settings(folder):
+    """The :class:`~keras_dssdn.frontend_constants.FrontEndConstants` of the export bundle ``folder`` (what
+    its ``frontend.json`` tells a reader of its ``.tflite``: ``params``, the ``normalization`` the model expects and
+    the ``class_names``), read only after its manifest checks out (:func:`keras_dssdn.manifest.verify_bundle`: a
+    bundle changed after export is refused); :class:`ModelFileError` naming the file otherwise."""
+    from keras_dssdn.frontend_constants import FrontEndConstants
+    from keras_dssdn.errors import ExportError
     from keras_dssdn.fileio import read_json
+    from keras_dssdn.manifest import verify_bundle
 
     folder = Path(folder)
     verify_bundle(folder)
-    d = read_json(folder / "frontend.json", "bundle front-end file", "re-export the bundle", ModelFileError)
-    norm = d.get("normalization")
-    stats = NormalizationStats.from_dict({**norm, "count": 0}) if norm else None
-    names = d.get("class_names")
-    if not names:
-        raise ModelFileError(f"{folder / 'frontend.json'}: no class_names; re-export the bundle.")
-    return BundleSettings(_frontend_from_dict(d), stats, list(names))
+    path = folder / "frontend.json"
+    try:
+        constants = FrontEndConstants.from_json(read_json(path, "bundle front-end file", "re-export the bundle",
+                                                          ModelFileError), str(path))
+    except ExportError as e:
+        raise ModelFileError(str(e)) from None
+    if not constants.class_names:
+        raise ModelFileError(f"{path}: no class_names; re-export the bundle.")
+    return constants
 
 
 def _tflite_predictor(path: Path) -> Predictor:
@@ -103,7 +94,7 @@ def _tflite_predictor(path: Path) -> Predictor:
 
     if bundle_folder(path) is not None:
         b = read_bundle_settings(path.parent)
-        frontend, stats, names = b.frontend, b.normalization, b.class_names
+        frontend, stats, names = b.params, b.normalization, list(b.class_names)
     else:
         run = find_run(path)
         if run is None:

@@ -39,6 +39,9 @@ class TrainConfig:
       replica; ``lr_scaling`` (``linear`` / ``sqrt`` / ``none``) scales
       ``learning_rate`` with the replica count; ``sync_batchnorm`` normalises
       with the global batch's statistics.
+    run_eagerly: Keras runs each training and prediction step as plain Python instead of a traced graph
+      (``model.compile(run_eagerly=True)``): slower per step, but no tracing, which costs 20-40 s per new model
+      on a 2-core CPU. For debugging a step, and for tiny runs of a few steps (the test-suite's).
     """
 
     model: str = "small"
@@ -50,7 +53,7 @@ class TrainConfig:
     pad_short: bool = False
     clip_seconds: Optional[float] = None
     segment_seconds: Optional[float] = None
-    frontend: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    frontend: FrontEndParams = dataclasses.field(default_factory=FrontEndParams)  # in YAML / JSON: a mapping
     epochs: int = 60
     batch_size: int = 32
     optimizer: str = "adamw"
@@ -66,7 +69,7 @@ class TrainConfig:
     kd_temperature: float = 2.0
     kd_weight: float = 0.5
     normalization: str = "global"
-    augment: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)  # in YAML / JSON: a mapping
     early_stopping_patience: int = 15
     monitor: str = "val_accuracy"
     seed: int = 0
@@ -78,6 +81,7 @@ class TrainConfig:
     out_dir: str = "runs"
     name: Optional[str] = None
     verbose: int = 1
+    run_eagerly: bool = False
     # devices (docs/devices.md): impulse-response folder and probability per clip, spectrum-difference file
     # (dssdn-devices spectra) and probability, training subset in percent (5, 10, 25, 50, 100)
     dir_folder: Optional[str] = None
@@ -87,6 +91,7 @@ class TrainConfig:
     train_subset: int = 100
 
     def __post_init__(self):
+        self._type_mappings()
         if self.optimizer not in ("adamw", "adam", "sgd"):
             raise ConfigError(f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}.")
         if self.normalization not in ("global", "per_band", "none"):
@@ -106,8 +111,7 @@ class TrainConfig:
         self._check_model()
         from keras_dssdn.data.device_augment import check_device_keys
         check_device_keys(self)
-        self.augment_config()  # validates augment keys
-        frontend = self.frontend_params()
+        frontend = self.frontend
         clip = self.clip_seconds or frontend.clip_seconds
         if self.segment_seconds is not None and frontend.num_samples(self.segment_seconds) > frontend.num_samples(clip):
             raise ConfigError(f"segment_seconds={self.segment_seconds:g} is longer than the clips "
@@ -163,16 +167,31 @@ class TrainConfig:
             raise ConfigError(f"widths={self.widths!r}: give positive integers, one per DSSDN block "
                               "(widths does not apply to the baseline).")
 
+    def _type_mappings(self) -> None:
+        """``frontend`` and ``augment`` as given in YAML / JSON (a mapping of some of their fields; an old run
+        folder's ``config.json`` holds only the keys it set) -> :class:`FrontEndParams` / :class:`AugmentConfig`,
+        ConfigError naming the key that is not a field or a value that is wrong."""
+        if isinstance(self.frontend, dict):
+            try:
+                self.frontend = FrontEndParams.from_dict(self.frontend)
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"frontend: {e}") from None
+        if isinstance(self.augment, dict):
+            self.augment = from_dict_strict(AugmentConfig, self.augment, "augment", ConfigError)
+        if not isinstance(self.frontend, FrontEndParams) or not isinstance(self.augment, AugmentConfig):
+            raise ConfigError(f"frontend and augment must be mappings of their fields, got frontend="
+                              f"{self.frontend!r}, augment={self.augment!r}.")
+
     def augment_config(self) -> AugmentConfig:
-        return from_dict_strict(AugmentConfig, self.augment, "augment", ConfigError)
+        """The augmentation (``augment``), typed."""
+        return self.augment
 
     def frontend_params(self) -> FrontEndParams:
-        try:
-            return FrontEndParams.from_dict(self.frontend)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"frontend: {e}") from None
+        """The log-mel front end (``frontend``), typed."""
+        return self.frontend
 
     def to_dict(self) -> dict:
+        """Plain JSON values (``frontend`` and ``augment`` as mappings of every field)."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -239,7 +258,7 @@ def load_train_config(path_or_name: Optional[str] = None, overrides: Sequence[st
 
 
 #: Keys that a resumed run may change: they do not alter the experiment.
-RESUME_MAY_CHANGE = ("verbose", "strategy", "cache", "data", "eval_data", "out_dir", "name")
+RESUME_MAY_CHANGE = ("verbose", "strategy", "cache", "data", "eval_data", "out_dir", "name", "run_eagerly")
 
 
 def config_changes(saved: TrainConfig, new: TrainConfig, allowed: Sequence[str] = RESUME_MAY_CHANGE) -> list:

@@ -147,7 +147,8 @@ def compile_for_training(model: keras.Model, cfg: TrainConfig, steps_per_epoch: 
 
         loss = DistillationLoss(cfg.kd_temperature, cfg.kd_weight, cfg.label_smoothing)
         accuracy = LabelAccuracy(name="accuracy")
-    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss, metrics=[accuracy])
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss, metrics=[accuracy],
+                  run_eagerly=bool(cfg.run_eagerly))
     # The optimizer's slots made here, eagerly (in the strategy's scope where the caller opened one): left to the
     # first training step, each is created inside the traced function behind an initialisation condition, which
     # more than doubled the time to the first step (41 s to 19 s for a tiny DSSDN-Small with AdamW on 2 CPUs).

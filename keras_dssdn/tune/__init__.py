@@ -24,12 +24,12 @@ from keras_dssdn.tune.oracles import (BudgetBayesianOptimizationOracle, BudgetHy
 from keras_dssdn.tune.reports import format_records, pareto_front, plot_pareto, trial_records, write_reports
 from keras_dssdn.tune.search import SIZES, SearchResult, SearchSettings, finish, run_search, setup
 from keras_dssdn.tune.space import SearchSpace
-from keras_dssdn.tune.tuner import ALGORITHMS, OBJECTIVES, BudgetedTuner, make_oracle, make_tuner
+from keras_dssdn.tune.tuner import ALGORITHMS, OBJECTIVES, BudgetedTuner, TunerSpec, make_oracle, make_tuner
 
 __all__ = [
     "ALGORITHMS", "BudgetBayesianOptimizationOracle", "BudgetHyperbandOracle", "BudgetOracleMixin",
     "BudgetRandomSearchOracle", "BudgetedTuner", "Complexity", "DSSDNHyperModel", "EvaluateFold",
     "InfeasibleTrialError", "OBJECTIVES", "SIZES", "SearchResult", "SearchSettings", "SearchSpace", "TuningData",
-    "finish", "format_records", "is_infeasible", "make_oracle", "make_tuner", "measure", "pareto_front",
-    "plot_pareto", "prepare_data", "run_search", "setup", "trial_records", "write_reports",
+    "TunerSpec", "finish", "format_records", "is_infeasible", "make_oracle", "make_tuner", "measure",
+    "pareto_front", "plot_pareto", "prepare_data", "run_search", "setup", "trial_records", "write_reports",
 ]

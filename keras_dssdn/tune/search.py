@@ -39,7 +39,7 @@ from keras_dssdn.tune.data import prepare_data
 from keras_dssdn.tune.hypermodel import DSSDNHyperModel
 from keras_dssdn.tune.reports import trial_records, write_reports
 from keras_dssdn.tune.space import SearchSpace
-from keras_dssdn.tune.tuner import OBJECTIVES, distributed_role, make_tuner
+from keras_dssdn.tune.tuner import OBJECTIVES, TunerSpec, distributed_role, make_tuner
 
 #: Size -> (packaged training config, operator-specific ratio hyper-parameter or None).
 SIZES = {
@@ -85,6 +85,12 @@ class SearchSettings:
 
     #: settings a rerun may change without starting over
     RESUMABLE_CHANGES = ("max_trials", "overwrite", "verbose", "out")
+
+    def tuner_spec(self) -> TunerSpec:
+        """The algorithm settings (:class:`~keras_dssdn.tune.tuner.TunerSpec`) of :func:`make_tuner`."""
+        return TunerSpec(algorithm=self.algorithm, objective=self.objective, max_trials=self.max_trials,
+                         epochs=self.epochs, seed=self.seed, initial_points=self.initial_points,
+                         hyperband_factor=self.hyperband_factor)
 
     def budget(self) -> Budget:
         if self.size not in SIZES:
@@ -216,10 +222,7 @@ def run_tuner(hm: DSSDNHyperModel, settings: SearchSettings, out: Path, callback
     try:
         if role != "chief":  # a chief only serves the oracle
             hm.data = prepare_data(hm.train_cfg, hm.clips)
-        tuner = make_tuner(hm, algorithm=settings.algorithm, objective=settings.objective,
-                           max_trials=settings.max_trials, epochs=settings.epochs, directory=out, seed=settings.seed,
-                           overwrite=settings.overwrite, initial_points=settings.initial_points,
-                           hyperband_factor=settings.hyperband_factor)
+        tuner = make_tuner(hm, settings.tuner_spec(), out, overwrite=settings.overwrite)
         if role != "worker":
             tuner.oracle.verbose = settings.verbose  # KerasTuner's trial display; fit follows the recipe's verbose=
         tuner.search(callbacks=list(callbacks))

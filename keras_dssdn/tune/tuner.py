@@ -21,9 +21,11 @@ does both steps; only the metrics reach the chief.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -142,36 +144,50 @@ class BudgetedTuner(keras_tuner.Tuner):
         return os.path.join(self.get_trial_dir(trial_id), CHECKPOINT)
 
 
-def make_oracle(algorithm: str, objective: str, *, max_trials: int, epochs: int, seed: int,
-                initial_points: Optional[int], hyperband_factor: int = 3, hyperband_iterations: int = 1,
-                max_consecutive_failed_trials: int = 3) -> BudgetOracleMixin:
-    """The budget-aware oracle of ``algorithm`` for ``objective`` (a key of :data:`OBJECTIVES`)."""
-    if algorithm not in ALGORITHMS:
-        raise SearchSettingsError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
-    if objective not in OBJECTIVES:
-        raise SearchSettingsError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}.")
-    common = dict(objective=keras_tuner.Objective(*OBJECTIVES[objective]), seed=seed,
-                  max_consecutive_failed_trials=max_consecutive_failed_trials)
-    if algorithm == "random":
-        return BudgetRandomSearchOracle(max_trials=max_trials, **common)
-    if algorithm == "bayesian":
-        return BudgetBayesianOptimizationOracle(max_trials=max_trials, num_initial_points=initial_points, **common)
-    return BudgetHyperbandOracle(max_epochs=epochs, factor=hyperband_factor,
-                                 hyperband_iterations=hyperband_iterations, **common)
+@dataclass(frozen=True)
+class TunerSpec:
+    """The search algorithm and its settings (:func:`make_tuner`).
+
+    ``algorithm``: one of :data:`ALGORITHMS`; ``objective``: a key of :data:`OBJECTIVES`; ``max_trials`` counts
+    every trial, infeasible ones included (Hyperband sets its own count); ``epochs`` per trial (Hyperband: the most
+    any trial gets); ``seed``; ``initial_points``: Bayesian random trials first (None: half of ``max_trials``, 3 to
+    3 x blocks + 6); ``hyperband_factor`` and ``hyperband_iterations``; ``max_consecutive_failed_trials``.
+    """
+
+    algorithm: str = "bayesian"
+    objective: str = "accuracy"
+    max_trials: int = 10
+    epochs: int = 8
+    seed: int = 0
+    initial_points: Optional[int] = None
+    hyperband_factor: int = 3
+    hyperband_iterations: int = 1
+    max_consecutive_failed_trials: int = 3
 
 
-def make_tuner(hypermodel, *, algorithm: str = "bayesian", objective: str = "accuracy", max_trials: int = 10,
-               epochs: int = 8, directory, project_name: str = "keras_tuner", seed: int = 0,
-               overwrite: bool = False, initial_points: Optional[int] = None, hyperband_factor: int = 3,
-               hyperband_iterations: int = 1, max_consecutive_failed_trials: int = 3) -> BudgetedTuner:
-    """A budget-aware tuner over ``hypermodel`` (a DSSDNHyperModel). ``epochs`` is per trial (Hyperband: the most
-    any trial gets); ``max_trials`` counts every trial, infeasible ones included (Hyperband sets its own count).
-    Bayesian: ``initial_points`` random trials first (default: half of ``max_trials``, 3 to 3 x blocks + 6)."""
-    if algorithm == "bayesian" and initial_points is None:  # KerasTuner's 3 x dimensions leaves the GP nothing
-        initial_points = min(3 * len(hypermodel.space.widths_min) + 6, max(3, max_trials // 2))
-    oracle = make_oracle(algorithm, objective, max_trials=max_trials, epochs=epochs, seed=seed + 1,
-                         initial_points=initial_points, hyperband_factor=hyperband_factor,
-                         hyperband_iterations=hyperband_iterations,
-                         max_consecutive_failed_trials=max_consecutive_failed_trials)
-    return BudgetedTuner(oracle=oracle, hypermodel=hypermodel, directory=str(directory), project_name=project_name,
-                         overwrite=overwrite)
+def make_oracle(spec: TunerSpec) -> BudgetOracleMixin:
+    """The budget-aware oracle of ``spec.algorithm`` for ``spec.objective`` (seeded with ``spec.seed + 1``)."""
+    if spec.algorithm not in ALGORITHMS:
+        raise SearchSettingsError(f"algorithm must be one of {ALGORITHMS}, got {spec.algorithm!r}.")
+    if spec.objective not in OBJECTIVES:
+        raise SearchSettingsError(f"objective must be one of {sorted(OBJECTIVES)}, got {spec.objective!r}.")
+    common = dict(objective=keras_tuner.Objective(*OBJECTIVES[spec.objective]), seed=spec.seed + 1,
+                  max_consecutive_failed_trials=spec.max_consecutive_failed_trials)
+    if spec.algorithm == "random":
+        return BudgetRandomSearchOracle(max_trials=spec.max_trials, **common)
+    if spec.algorithm == "bayesian":
+        return BudgetBayesianOptimizationOracle(max_trials=spec.max_trials, num_initial_points=spec.initial_points,
+                                                **common)
+    return BudgetHyperbandOracle(max_epochs=spec.epochs, factor=spec.hyperband_factor,
+                                 hyperband_iterations=spec.hyperband_iterations, **common)
+
+
+def make_tuner(hypermodel, spec: TunerSpec, directory, project_name: str = "keras_tuner",
+               overwrite: bool = False) -> BudgetedTuner:
+    """A budget-aware tuner over ``hypermodel`` (a DSSDNHyperModel) with the algorithm of ``spec``
+    (:class:`TunerSpec`), its state in ``directory/project_name``."""
+    if spec.algorithm == "bayesian" and spec.initial_points is None:  # KerasTuner's 3 x dimensions leaves the GP
+        points = min(3 * len(hypermodel.space.widths_min) + 6, max(3, spec.max_trials // 2))  # nothing
+        spec = dataclasses.replace(spec, initial_points=points)
+    return BudgetedTuner(oracle=make_oracle(spec), hypermodel=hypermodel, directory=str(directory),
+                         project_name=project_name, overwrite=overwrite)

@@ -28,7 +28,7 @@ def test_cross_validation_end_to_end_with_reuse(tmp_path, capsys):
                                   clips_per_location=2, devices=("a",), seed=3)
     out = tmp_path / "cv"
     argv = ["--data", str(data), "--out", str(out), "--folds", "2", "--seeds", "0", "1", "--mlp-epochs", "1",
-            "--rows", "baselines", "mcu=dcase_mcu_1s:epochs=1,warmup_epochs=0,batch_size=16",
+            "--rows", "baselines", "mcu=dcase_mcu_1s:epochs=1,warmup_epochs=0,batch_size=16,run_eagerly=true",
             "--ensemble", "--compare", "mcu", "mlp", "--compare", "mlp+ens", "mlp", "--bootstrap", "500",
             "--teacher-out", str(out / "teacher.npz"), "--teacher-rows", "mcu"]
     tool = _tool()

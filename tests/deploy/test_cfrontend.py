@@ -1,10 +1,12 @@
 """The generated C front end: compiled with the system compiler, streamed, compared with the training front end."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from keras_dssdn.deploy import cfrontend, host_check
-from keras_dssdn.deploy.frontend_constants import frontend_constants
+from keras_dssdn.frontend_constants import FrontEndConstants, Quantization
 from keras_dssdn.errors import FrontEndError, VerificationError
 from keras_dssdn.layers.frontend import NormalizationStats
 from keras_dssdn.params import DEFAULT_FRONTEND, FrontEndParams
@@ -23,7 +25,8 @@ def _setup(fe, seconds=1.0, per_band=True, scale=8.0 / 255, zero_point=-1):
     frames = fe.num_frames(seconds)
     stats = (NormalizationStats([-8.0 + 0.01 * m for m in range(fe.n_mels)], [3.5] * fe.n_mels, mode="per_band")
              if per_band else NormalizationStats([-7.0], [4.0]))
-    consts = frontend_constants(fe, [1, fe.n_mels, frames, 1], scale, zero_point, stats, seconds=seconds)
+    consts = FrontEndConstants.build(fe, [1, fe.n_mels, frames, 1], Quantization(scale, zero_point), stats,
+                                     seconds=seconds)
     return consts, stats
 
 
@@ -31,9 +34,8 @@ def _both(tmp_path, fe, pcm, seconds=1.0, pad=False, consts=None, per_band=True)
     c_consts, stats = _setup(fe, seconds, per_band)
     consts = consts or c_consts
     exe = host_check.build_frontend(cfrontend.frontend_c_sources(consts), str(tmp_path))
-    q = c_consts["input_quantization"]
-    c = host_check.run_c_frontend(exe, pcm, (fe.n_mels, c_consts["frames"]), pad=pad)
-    py = host_check.python_int8_tensors(pcm, fe, stats, q["scale"], q["zero_point"], c_consts["num_samples"], pad=pad)
+    c = host_check.run_c_frontend(exe, pcm, c_consts.input_shape, pad=pad)
+    py = host_check.python_int8_tensors(pcm, c_consts, pad=pad)
     return c, py
 
 
@@ -80,7 +82,8 @@ def test_a_wrong_constant_fails_the_check(tmp_path):
     """The comparison can fail: an int8 offset two steps off is caught."""
     fe = FE_16K
     consts, stats = _setup(fe)
-    consts["logmel_to_int8"]["offset"] = [v + 2.0 for v in consts["logmel_to_int8"]["offset"]]
+    q = consts.input_quantization  # the fused map's offset is zero_point - mean x scale: two steps more
+    consts = dataclasses.replace(consts, input_quantization=Quantization(q.scale, q.zero_point + 2))
     pcm = np.stack(list(host_check.edge_case_signals(fe.sample_rate, fe.num_samples(1.0)).values()))
     c, py = _both(tmp_path, fe, pcm, consts=consts)
     parity = host_check.tensor_parity(c, py)
@@ -146,7 +149,7 @@ def test_without_a_compiler_the_check_is_skipped_and_says_so(monkeypatch):
     monkeypatch.setattr(host_check, "find_c_compiler", lambda: None)
     consts, stats = _setup(FE_16K)
     lines = []
-    out = host_check.check_c_frontend({}, consts, FE_16K, stats, b"", 4096, log=lines.append)
+    out = host_check.check_c_frontend({}, consts, b"", 4096, log=lines.append)
     assert "no C compiler" in out["skipped"] and "NOT checked" in lines[0]
 
 

@@ -195,7 +195,7 @@ def _example_files(tmp_path, sample_rate=16000):
     import keras_dssdn
     from keras_dssdn.analysis.ram import audio_ring
     from keras_dssdn.deploy import cfrontend, csources
-    from keras_dssdn.deploy.frontend_constants import frontend_constants
+    from keras_dssdn.frontend_constants import FrontEndConstants, Quantization
     from keras_dssdn.layers.frontend import NormalizationStats
 
     fe = keras_dssdn.params.FrontEndParams(n_mels=16, n_fft=512, win_length=400, hop_length=256,
@@ -210,8 +210,8 @@ def _example_files(tmp_path, sample_rate=16000):
         "class_names": ["a", "b", "c"], "sample_rate": sample_rate, "macs": ring["macs"],
         "cycles_per_mac": ring["cycles_per_mac"], "clock_hz": ring["clock_hz"], "invoke_cycles": ring["invoke_cycles"],
         "invoke_seconds": ring["invoke_seconds"], "ring_samples": ring["samples"]}))
-    consts = frontend_constants(fe, [1, 16, frames, 1], 0.05, -3, NormalizationStats([-8.0], [4.0]), ["a"],
-                                1 / 256, -128, seconds=0.5)
+    consts = FrontEndConstants.build(fe, [1, 16, frames, 1], Quantization(0.05, -3), NormalizationStats([-8.0], [4.0]),
+                                     ["a"], Quantization(1 / 256, -128), seconds=0.5)
     files.update(cfrontend.frontend_c_sources(consts))
     files["dssdn_example.cc"] = csources.example_source()
     stub = tmp_path / "tensorflow" / "lite" / "micro"
@@ -321,12 +321,13 @@ def test_a_16_khz_mcu_config_builds_and_exports_at_its_rate(tmp_path):
 def test_the_16_khz_setting_reaches_the_c_front_end():
     """Fast: the config's 16-kHz front end, through the export's constants, makes C that says 16 kHz."""
     from keras_dssdn.deploy import cfrontend
-    from keras_dssdn.deploy.frontend_constants import frontend_constants
+    from keras_dssdn.frontend_constants import FrontEndConstants, Quantization
     from keras_dssdn.train.config import load_train_config
 
     fe = load_train_config("dcase_mcu_1s", RATE_16K).frontend_params()
-    consts = frontend_constants(fe, [1, 64, 44, 1], 0.05, -3)
+    consts = FrontEndConstants.build(fe, [1, 64, 44, 1], Quantization(0.05, -3)).to_json()
     assert (consts["sample_rate"], consts["num_samples"], consts["hop_length"]) == (16000, 16000, 368)
+    consts = FrontEndConstants.from_json(consts)
     header = cfrontend.frontend_c_sources(consts)["dssdn_frontend.h"]
     assert "#define DSSDN_FE_SAMPLE_RATE 16000" in header and "#define DSSDN_FE_SEGMENT_SAMPLES 16000" in header
 
@@ -392,6 +393,7 @@ def test_export_on_real_clips_compares_every_segment(tmp_path, shared_data):
 
 def test_audio_ring_holds_the_audio_of_one_invoke_and_is_counted():
     from keras_dssdn.analysis import ram
+    from keras_dssdn.frontend_constants import FrontEndConstants, Quantization
     from keras_dssdn.deploy.report import device_memory
     from keras_dssdn.deploy.settings import ExportSettings
     from keras_dssdn.errors import ConfigError
@@ -404,8 +406,7 @@ def test_audio_ring_holds_the_audio_of_one_invoke_and_is_counted():
     assert ring["samples"] * 2 > 4096 * 3  # far more than the one-hop buffer counted before
     faster = ram.audio_ring(44100, 1024, 2_100_960, clock_hz=168e6)
     assert faster["samples"] < ring["samples"]
-    consts = {"n_fft": 2048, "hop_length": 1024, "sample_rate": 44100, "n_mels": 64,
-              "mel_filterbank": {"weights": [0.0] * 10}}
+    consts = FrontEndConstants.build(fe, [1, 64, 44, 1], Quantization(0.05, -3), seconds=1.0)
     mem = device_memory(130_000, 109_568, 98_984, consts, ring)
     assert mem["ram"]["audio_buffer"] == ring["bytes"]
     assert mem["ram"]["total"] == 109_568 + 6 * 2048 + 16 + ring["bytes"]
@@ -416,11 +417,10 @@ def test_audio_ring_holds_the_audio_of_one_invoke_and_is_counted():
     at = ram.device_ram(109_568, fe, 2_100_960, clock_hz=part["min_clock_hz"], cycles_per_mac=per_mac)
     below = ram.device_ram(109_568, fe, 2_100_960, clock_hz=part["min_clock_hz"] - 1e6, cycles_per_mac=per_mac)
     assert at["total"] <= 131_072 < below["total"]
-    assert "keeps_up" not in part  # no segment length in these constants
+    assert part["keeps_up"] is True  # 105 ms per 1-s segment
     slow = ram.audio_ring(44100, 1024, 2_100_960, clock_hz=8e6)  # 1.05 s per 1-s segment
-    late = device_memory(130_000, 109_568, 98_984, {**consts, "seconds": 1.0}, slow)
+    late = device_memory(130_000, 109_568, 98_984, consts, slow)
     assert late["part"]["keeps_up"] is False
-    assert device_memory(130_000, 109_568, 98_984, {**consts, "seconds": 1.0}, ring)["part"]["keeps_up"] is True
     assert ExportSettings.from_options(mcu_clock_hz=168e6).mcu_clock_hz == 168e6
     with pytest.raises(ConfigError, match="mcu_clock_hz"):
         ExportSettings.from_options(mcu_clock_hz=0)

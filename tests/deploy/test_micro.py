@@ -10,7 +10,7 @@ import pytest
 
 import keras_dssdn
 from keras_dssdn.deploy import csources, micro
-from keras_dssdn.deploy.frontend_constants import dense_filterbank, frontend_constants, sparse_filterbank
+from keras_dssdn.frontend_constants import FrontEndConstants, Quantization, dense_filterbank, sparse_filterbank
 from keras_dssdn.deploy.resources import template_text
 
 from _export_helpers import DSSDN_OPS, STUB_INTERPRETER
@@ -60,8 +60,8 @@ def test_generated_sources_compile_and_the_streaming_example_runs(tmp_path):
         "input_scale": 0.05, "input_zero_point": -3, "output_scale": 1 / 256, "output_zero_point": -128,
         "class_names": ["cafe/restaurant", 'say "hi"', "c"], "sample_rate": 16000, "macs": 1000, "cycles_per_mac": 4.0,
         "clock_hz": 80e6, "invoke_cycles": 4000, "invoke_seconds": 5e-5, "ring_samples": 1024}))
-    consts = frontend_constants(fe, [1, 16, frames, 1], 0.05, -3, NormalizationStats([-8.0], [4.0]), ["a"],
-                                1 / 256, -128, seconds=0.5)
+    consts = FrontEndConstants.build(fe, [1, 16, frames, 1], Quantization(0.05, -3), NormalizationStats([-8.0], [4.0]),
+                                     ["a"], Quantization(1 / 256, -128), seconds=0.5)
     files.update(cfrontend.frontend_c_sources(consts))
     files["dssdn_example.cc"] = csources.example_source()
     _stub_tflm(tmp_path)
@@ -117,7 +117,7 @@ def test_templates_are_package_files_and_fully_filled():
 
     assert "SceneAudioIsr" in csources.example_source() and "SceneProcess" in csources.example_source()
     assert "def smallest_arena" in template_text("arena_probe.py")
-    consts = frontend_constants(keras_dssdn.DEFAULT_FRONTEND, [1, 128, 44, 1], 0.05, -3)
+    consts = FrontEndConstants.build(keras_dssdn.DEFAULT_FRONTEND, [1, 128, 44, 1], Quantization(0.05, -3))
     c_files = cfrontend.frontend_c_sources(consts)
     texts = [csources.op_resolver_header(["ADD"]), *c_files.values(),
              *csources.c_array_source(b"\x01", "v", "v.h", comment="c").values()]

@@ -20,8 +20,10 @@ from keras_dssdn.runs import RunFolder
 from keras_dssdn.train import load_train_config, train
 
 REPO = Path(__file__).resolve().parents[2]
+# run_eagerly: tiny runs of a few steps skip Keras' tracing (20-40 s per model here); the distilled student of
+# test_teacher_runs_directly... and the mirrored run train in graph mode, as users' runs do
 TINY = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "segment_seconds=1.0", "batch_size=6", "warmup_epochs=1",
-        "verbose=0"]
+        "verbose=0", "run_eagerly=true"]
 
 
 def _cfg(data, out, name, *extra):
@@ -99,7 +101,7 @@ def test_student_distils_with_mixup_and_resumes(teachers, tiny_data, tmp_path):
 
 def test_teacher_runs_directly_and_bad_teachers_stop_before_training(teachers, tiny_data, tmp_path):
     out, logits = teachers
-    result = train(_cfg(tiny_data, tmp_path, "from-runs", f"teacher={out}/seed*", "epochs=1"))
+    result = train(_cfg(tiny_data, tmp_path, "from-runs", f"teacher={out}/seed*", "epochs=1", "run_eagerly=false"))
     assert result.epochs_run == 1
     m = result.metrics  # a run on 1-s segments of 2-s clips reports clip-level figures, with the segments' aside
     assert m["examples"] == 9 and m["segment"]["examples"] == 18
@@ -125,8 +127,8 @@ def test_mirrored_two_cpu_replicas_train_with_the_teacher(teachers, tiny_data, t
     _, logits = teachers
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, str(REPO / "tools" / "train.py"), "--strategy", "mirrored", "--cpu-devices", "2",
-           f"data={tiny_data}", f"out_dir={tmp_path}", "name=mirrored", *TINY, "epochs=1", f"teacher={logits}",
-           "kd_weight=0.8"]
+           f"data={tiny_data}", f"out_dir={tmp_path}", "name=mirrored", *TINY, "run_eagerly=false", "epochs=1",
+           f"teacher={logits}", "kd_weight=0.8"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     record = json.loads((tmp_path / "mirrored" / "distribution.json").read_text())

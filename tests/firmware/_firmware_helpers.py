@@ -31,9 +31,10 @@ def mcu_frontend():
 
 
 def _constants(fe, stats, seconds=1.0):
-    from keras_dssdn.deploy.frontend_constants import frontend_constants
+    from keras_dssdn.frontend_constants import FrontEndConstants, Quantization
 
-    consts = frontend_constants(fe, [1, fe.n_mels, fe.num_frames(seconds), 1], 8.0 / 255, -1, stats, seconds=seconds)
+    consts = FrontEndConstants.build(fe, [1, fe.n_mels, fe.num_frames(seconds), 1], Quantization(8.0 / 255, -1), stats,
+                                     seconds=seconds)
     return fe, stats, consts
 
 

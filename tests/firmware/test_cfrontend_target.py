@@ -4,11 +4,13 @@ Needs no TFLM: the Arm toolchain and qemu-system-arm only (skipped with the Debi
 The rule is the host check's (keras_dssdn.deploy.host_check): >= 99.9 % of int8 values equal, max 1 step.
 """
 
+import dataclasses
 
 import numpy as np
 import pytest
 
 from keras_dssdn.deploy import cfrontend, host_check
+from keras_dssdn.frontend_constants import Quantization
 from keras_dssdn.firmware import project, qemu, toolchain
 from keras_dssdn.firmware.errors import FirmwareFitError, FirmwareRunError, TargetMismatchError, ToolchainError
 from keras_dssdn.firmware.frontend_target import build_frontend_program, check_frontend_on_target, \
@@ -24,9 +26,9 @@ M4F = get_target("cortex-m4f")
 def test_test_signals_match_the_python_front_end_on_the_m4f():
     """Silence, square wave, clipping, noise, impulses, a sweep (two segments each) through the target's front end."""
     fe, stats, consts = small_frontend()
-    report = check_frontend_on_target(cfrontend.frontend_c_sources(consts), consts, fe, stats, M4F, log=lambda *a: 0)
+    report = check_frontend_on_target(cfrontend.frontend_c_sources(consts), consts, M4F, log=lambda *a: 0)
     parity = report["signals"]["parity"]
-    assert parity["values"] == 14 * fe.n_mels * consts["frames"]
+    assert parity["values"] == 14 * fe.n_mels * consts.frames
     assert parity["equal_fraction"] >= host_check.MIN_EQUAL_FRACTION and parity["max_step"] <= host_check.MAX_STEP
     cost = report["signals"]["cost"]
     assert cost["segments"] == 14 and cost["instructions_per_segment"] > 10_000
@@ -39,16 +41,15 @@ def test_real_clips_at_the_dcase_mcu_1s_settings(tmp_path, shared_data):
     clips = evaluate_clips(shared_data, 2)
     pcm = np.concatenate(list(host_check.clip_batches(clips, fe, 10.0)))
     elf = build_frontend_program(cfrontend.frontend_c_sources(consts), str(tmp_path), M4F)
-    shape = (64, consts["frames"])
-    q = consts["input_quantization"]
+    shape = (64, consts.frames)
     c, cost = run_target_frontend(elf, M4F, pcm, shape)
-    py = host_check.python_int8_tensors(pcm, fe, stats, q["scale"], q["zero_point"], consts["num_samples"])
+    py = host_check.python_int8_tensors(pcm, consts)
     parity = host_check.tensor_parity(c, py)
     assert c.shape == (20, 64, 44, 1) and cost["segments"] == 20
     assert parity["equal_fraction"] >= host_check.MIN_EQUAL_FRACTION and parity["max_step"] <= host_check.MAX_STEP
     cut = pcm[:1, :int(1.5 * 44100)]  # the second segment: half audio, half zeros (dssdn_fe_flush)
     c, _ = run_target_frontend(elf, M4F, cut, shape, pad=True)
-    py = host_check.python_int8_tensors(cut, fe, stats, q["scale"], q["zero_point"], consts["num_samples"], pad=True)
+    py = host_check.python_int8_tensors(cut, consts, pad=True)
     assert len(c) == 2 and host_check.tensor_parity(c, py)["max_step"] <= host_check.MAX_STEP
 
 
@@ -56,10 +57,10 @@ def test_real_clips_at_the_dcase_mcu_1s_settings(tmp_path, shared_data):
 def test_a_wrong_constant_fails_on_the_target():
     """The comparison can fail: an int8 offset two steps off is refused with the target named."""
     fe, stats, consts = small_frontend()
-    wrong = dict(consts, logmel_to_int8={"scale": consts["logmel_to_int8"]["scale"],
-                                         "offset": [v + 2.0 for v in consts["logmel_to_int8"]["offset"]]})
+    q = consts.input_quantization  # the fused map's offset is zero_point - mean x scale: two steps more
+    wrong = dataclasses.replace(consts, input_quantization=Quantization(q.scale, q.zero_point + 2))
     with pytest.raises(TargetMismatchError, match="built for cortex-m4f.*2 quantisation steps"):
-        check_frontend_on_target(cfrontend.frontend_c_sources(wrong), consts, fe, stats, M4F, log=lambda *a: 0)
+        check_frontend_on_target(cfrontend.frontend_c_sources(wrong), consts, M4F, log=lambda *a: 0)
 
 
 @needs_arm

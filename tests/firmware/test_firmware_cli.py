@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from keras_dssdn.manifest import MANIFEST, build_manifest
-
 from keras_dssdn.cli.firmware import main
+from keras_dssdn.frontend_constants import FrontEndConstants, Quantization
+from keras_dssdn.manifest import MANIFEST, build_manifest
+from keras_dssdn.params import FrontEndParams
 
 from _firmware_helpers import needs_arm
 
@@ -19,7 +20,8 @@ def _bundle_like(tmp_path):
     for name in ("dssdn_frontend.c", "dssdn_frontend.h", "dssdn_model_data.cc", "dssdn_model_data.h",
                  "dssdn_model_settings.cc", "dssdn_model_settings.h", "dssdn_op_resolver.h", "dssdn_example.cc"):
         (b / "micro" / name).write_text("/* */\n")
-    (b / "frontend.json").write_text("{}")
+    constants = FrontEndConstants.build(FrontEndParams(n_mels=16), [1, 16, 44, 1], Quantization(0.05, -3))
+    (b / "frontend.json").write_text(json.dumps(constants.to_json()))
     (b / "model_int8_micro.tflite").write_bytes(b"TFL3")
     names = [str(p.relative_to(b).as_posix()) for p in b.rglob("*") if p.is_file()]
     (b / MANIFEST).write_text(json.dumps(build_manifest(b, names)))

@@ -76,7 +76,7 @@ def test_the_bundle_runs_on_the_m4f_like_the_host(tmp_path, bundle, kernels):
 def test_a_part_too_small_gives_the_overflow_in_bytes(tmp_path, bundle):
     with pytest.raises(FirmwareFitError, match=r"RAM overflowed by [\d,]+ bytes"):
         build.make_firmware(bundle, TFLM_ROOT, "cortex-m4f", "reference", str(tmp_path / "out"),
-                            _library_dir(tmp_path), ram_kb=16, flash_kb=512, log=lambda *a: 0)
+                            _library_dir(tmp_path), build.Part(ram_kb=16, flash_kb=512), log=lambda *a: 0)
 
 
 def test_nothing_is_written_into_the_bundle(bundle):

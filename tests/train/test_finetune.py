@@ -15,8 +15,10 @@ from keras_dssdn.runs import RunFolder
 from keras_dssdn.train import load_train_config, train
 from keras_dssdn.train.finetune import FinetuneSettings, finetune_devices
 
+# run_eagerly: tiny runs of a few steps skip Keras' tracing (20-40 s per model here); the graph path is the trainer's
+# (tests/train/test_trainer.py::two_epoch_run) and the slow tier's
 TINY = ["widths=[4,4,8,8,8]", "clip_seconds=1.0", "segment_seconds=null", "batch_size=6", "warmup_epochs=0",
-        "verbose=0", "epochs=1"]
+        "verbose=0", "epochs=1", "run_eagerly=true"]
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Widths 4..8 (blocks 1-2) and 8..16 (blocks 3-5) in steps of 4, split and SPC ratios searched; 1 epoch per trial;
 # trials on whole 2-s clips (87 frames), whatever segment length the packaged recipe uses.
 RECIPE = ["widths=[4,4,8,8,8]", "clip_seconds=2.0", "segment_seconds=null", "batch_size=6", "warmup_epochs=1",
-          "verbose=0"]
+          "verbose=0", "run_eagerly=true"]  # trials of a few steps: no tracing (20-40 s per model here)
 
 
 def _args(data, out, *extra):
