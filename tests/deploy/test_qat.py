@@ -79,3 +79,17 @@ def test_mirror_refuses_unknown_layers_by_name():
     model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
     with pytest.raises(QATError, match=r"odd_norm \(LayerNormalization\) has no tf_keras mirror"):
         build_mirror_spec(model)
+
+
+def test_qat_settings_are_one_checked_object():
+    """An export's QAT options become one QATRun: its fields, an unknown option or epochs < 1 named in a
+    ConfigError before the child process starts (was a TypeError from run_qat's 14 keywords)."""
+    from keras_dssdn.deploy.qat import MIRROR_TOLERANCE, QATRun
+    from keras_dssdn.errors import ConfigError
+
+    run = QATRun.from_options(3, {"learning_rate": 5e-5, "max_examples": 64})
+    assert (run.epochs, run.learning_rate, run.max_examples, run.tolerance) == (3, 5e-5, 64, MIRROR_TOLERANCE)
+    with pytest.raises(ConfigError, match=r"QAT option\(s\) \['lr'\] are not known.*learning_rate"):
+        QATRun.from_options(1, {"lr": 1e-4})
+    with pytest.raises(ConfigError, match="QAT epochs must be >= 1, got 0"):
+        QATRun.from_options(0, {})
