@@ -90,13 +90,11 @@ def run_command(capsys):
     """``run_command("dssdn-train", *args) -> CommandResult``: the console script's main (its target in
     setup.cfg) in this process, with the same message and exit status as the installed command but without a
     TensorFlow start-up per call; a traceback on stderr fails the test."""
-    import configparser
     import importlib
 
-    cfg = configparser.ConfigParser()
-    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
-    scripts = dict(line.replace(" ", "").split("=", 1)
-                   for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines())
+    from _scripts import console_scripts
+
+    scripts = console_scripts()
 
     def run(command, *args):
         module, func = scripts[command].split(":")

@@ -1,13 +1,14 @@
 """The package's shape: no import cycle, a public API that resolves, a light import, commands that answer --help."""
 
 import ast
-import configparser
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from _scripts import console_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "keras_dssdn"
@@ -110,15 +111,8 @@ def test_public_api_resolves_and_import_is_light():
     assert out.stdout.strip().splitlines()[-1] == "[] []"
 
 
-def _console_scripts() -> dict:
-    cfg = configparser.ConfigParser()
-    cfg.read(REPO / "setup.cfg")
-    lines = [line.strip() for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines()]
-    return dict(tuple(part.strip() for part in line.split("=", 1)) for line in lines if line)
-
-
 def test_console_scripts_point_at_mains():
-    scripts = _console_scripts()
+    scripts = console_scripts()
     assert {"dssdn-train", "dssdn-tune", "dssdn-evaluate", "dssdn-export", "dssdn-predict",
             "dssdn-complexity"} <= set(scripts)
     for name, target in scripts.items():
@@ -129,7 +123,7 @@ def test_console_scripts_point_at_mains():
 
 # One command in the default tier (each start-up of TensorFlow costs seconds); all of them in the slow tier.
 @pytest.mark.parametrize("name", [n if n == "dssdn-train" else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in sorted(_console_scripts())])
+                                  for n in sorted(console_scripts())])
 def test_console_script_answers_help(name):
     """The installed command (the venv's bin folder, from `pip install -e .`) prints its usage and exits 0."""
     exe = Path(sys.executable).parent / name
