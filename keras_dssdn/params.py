@@ -17,7 +17,7 @@ import dataclasses
 import json
 from typing import Optional
 
-from keras_dssdn.strict import from_dict_strict
+from keras_dssdn.utils.dataclass_dicts import dataclass_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +97,7 @@ class FrontEndParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrontEndParams":
-        return from_dict_strict(cls, d, "front-end parameter")
+        return dataclass_from_dict(cls, d, "front-end parameter")
 
 
 DEFAULT_FRONTEND = FrontEndParams()

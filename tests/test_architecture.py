@@ -86,6 +86,40 @@ def test_no_import_cycle():
     assert not found, f"import cycles in the package: {found}"
 
 
+#: Issue 23: no public function takes more than this many parameters (specs travel as one object).
+MAX_PUBLIC_PARAMETERS = 10
+
+
+def public_signatures() -> list:
+    """``(parameter count, "module.Class.function")`` of every public function and method of the package
+    (modules and names without a leading underscore, plus ``__init__`` of public classes); ``self`` / ``cls`` not
+    counted, ``*args`` / ``**options`` counted as one each."""
+    rows = []
+
+    def visit(nodes, where):
+        for node in nodes:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                visit(node.body, f"{where}.{node.name}")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    not node.name.startswith("_") or node.name == "__init__"):
+                a = node.args
+                names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+                names += [x.arg for x in (a.vararg, a.kwarg) if x is not None]
+                rows.append((len([n for n in names if n not in ("self", "cls")]), f"{where}.{node.name}"))
+
+    for module, path in _modules().items():
+        if not any(part.startswith("_") for part in module.split(".")):
+            visit(ast.parse(path.read_text(encoding="utf-8")).body, module)
+    return sorted(rows, reverse=True)
+
+
+def test_no_public_function_takes_more_than_ten_parameters():
+    rows = public_signatures()
+    assert len(rows) > 300 and rows[0][0] >= 8  # the walk sees the package (its widest signatures take 8-10)
+    too_long = [r for r in rows if r[0] > MAX_PUBLIC_PARAMETERS]
+    assert not too_long, f"public functions with more than {MAX_PUBLIC_PARAMETERS} parameters: {too_long}"
+
+
 def test_lower_layers_do_not_import_upper_ones():
     """layers/models/audio/params never reach up into training, tuning, deployment, inference or the CLI."""
     upper = ("keras_dssdn.train", "keras_dssdn.tune", "keras_dssdn.deploy", "keras_dssdn.inference",

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     from keras_dssdn.data.datasets import read_clips
     from keras_dssdn.data.pipeline import evaluation_dataset
     from keras_dssdn.data.spec import PipelineSpec
-    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.deploy.export import export_bundle
     from keras_dssdn.layers.frontend import attach_front_end, compute_normalization_stats
 
     train = read_clips(args.data, split="train", fold=1)

@@ -5,7 +5,7 @@
         --data ../shared/data/tut17-dev --fold 1 --out-root bundles/ --qat-epochs 2
 
 Each model (a .keras file or a run folder) is exported with
-:func:`keras_dssdn.deploy.bundle.export_bundle` into ``OUT_ROOT/<name>``; the table is
+:func:`keras_dssdn.deploy.export.export_bundle` into ``OUT_ROOT/<name>``; the table is
 printed and written to ``OUT_ROOT/benchmark.md`` and ``benchmark.json``.
 
 Without trained models, ``--quick-train small,middle,large,dcase_small_1s``
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     if not models:
         p.error("give .keras files / run folders, or --quick-train")
 
-    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.deploy.export import export_bundle
     from keras_dssdn.errors import DSSDNError
     from keras_dssdn.fileio import write_json_atomic, write_text_atomic
 

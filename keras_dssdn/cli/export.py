@@ -5,7 +5,7 @@
     dssdn-export --check bundle/     # the bundle as it is on disk: manifest (sizes, SHA-256), TFLM == reference
     python tools/export.py ... / python -m keras_dssdn.cli.export ...   # the same
 
-Library: :func:`keras_dssdn.deploy.bundle.export_bundle`; the bundle: docs/deployment.md.
+Library: :func:`keras_dssdn.deploy.export.export_bundle`; the bundle: docs/deployment.md.
 Exit status (:mod:`keras_dssdn.cli.common`): 0 exported and verified; a user's
 error prints one ``error: ...`` line and returns its family's status: 2 a bad
 argument or a missing path, 3 data, 4 a run folder or model file, 6 the
@@ -104,7 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = command_line(argv)
 
     def body() -> int:
-        from keras_dssdn.deploy.bundle import export_bundle
+        from keras_dssdn.deploy.export import export_bundle
         from keras_dssdn.deploy.report import summary_line
 
         log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))

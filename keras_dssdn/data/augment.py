@@ -26,7 +26,7 @@ import math
 
 import tensorflow as tf
 
-from keras_dssdn.strict import from_dict_strict
+from keras_dssdn.utils.dataclass_dicts import dataclass_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentConfig":
-        return from_dict_strict(cls, d, "augmentation option")
+        return dataclass_from_dict(cls, d, "augmentation option")
 
 
 def _split(seed, n):

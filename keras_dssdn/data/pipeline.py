@@ -232,12 +232,38 @@ def _examples(ds: tf.data.Dataset, checked: CheckedClips, spec: PipelineSpec, op
     logmel_cache = spec.cache
     if training and options.devices is not None:  # DIR: the waveforms are cached and convolved every epoch
         ds, logmel_cache = options.devices.waveform_stage(ds, spec.cache, _cached, options.seed, calls)
+    return _cached(_featurised(ds, spec, calls, checked.examples), logmel_cache)
+
+
+def _featurised(ds: tf.data.Dataset, spec: PipelineSpec, calls: int, examples: int) -> tf.data.Dataset:
+    """``(clip waveform, metadata)`` -> [its segments] -> [log-mel] examples, one example per map call."""
     if spec.segment_samples is not None:
         ds = ds.map(_segmenter(spec.segment_samples), num_parallel_calls=calls).unbatch()
-        ds = ds.apply(tf.data.experimental.assert_cardinality(checked.examples))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(examples))
     if spec.output == "logmel":
-        ds = ds.map(lambda x, m: (log_mel_spectrogram(x, p), m), num_parallel_calls=calls)
-    return _cached(ds, logmel_cache)
+        ds = ds.map(lambda x, m: (log_mel_spectrogram(x, spec.frontend), m), num_parallel_calls=calls)
+    return ds
+
+
+def features_of_waveforms(waveforms: np.ndarray, spec: PipelineSpec) -> np.ndarray:
+    """The ``x`` that :func:`evaluation_dataset` yields for clips already decoded, bit for bit (the same maps).
+
+    ``waveforms``: float32 ``(clips, spec.clip_samples)``, as ``evaluation_dataset`` yields them with
+    ``output="waveform", segment_seconds=None``. Returns float32 ``(clips * spec.segments_per_clip, n_mels,
+    frames, 1)`` in clip order, normalised with ``spec.normalization``: an export featurises the clips it
+    decoded once for its other checks (:func:`keras_dssdn.deploy.export_data.evaluation_set`).
+    """
+    w = np.asarray(waveforms, np.float32)
+    if w.ndim != 2 or w.shape[1] != spec.clip_samples:
+        raise ValueError(f"waveforms must be (clips, {spec.clip_samples}), got shape {w.shape}")
+    meta = {"segment_index": np.zeros(len(w), np.int32)}
+    calls = spec.num_parallel_calls or cpu_count()
+    ds = _featurised(tf.data.Dataset.from_tensor_slices((w, meta)), spec, calls, len(w) * spec.segments_per_clip)
+    ds = ds.batch(spec.batch_size).map(lambda x, m: x)
+    if spec.normalization is not None:
+        ds = ds.map(spec.normalization.apply)
+    parts = [x.numpy() for x in ds]
+    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
 def _batches(ds: tf.data.Dataset, checked: CheckedClips, spec: PipelineSpec, options: TrainingOptions,

@@ -6,27 +6,32 @@
     result = export_bundle("run/", "bundle/", data="../shared/data/tut17-dev", fold=1)
     print(result.report["deployed"], result.path)
 
-:func:`~keras_dssdn.deploy.bundle.export_bundle` runs one step per module (docs/deployment.md, "Code map"):
+:func:`~keras_dssdn.deploy.export.export_bundle` runs one step per module (docs/deployment.md, "Code map"):
 
 ==========================  ==================================================================
+``export``                  :func:`export_bundle`: the steps in order, each data set read once
 ``settings``                :class:`ExportSettings`: the options, in four frozen groups
 ``prepare``                 :func:`prepare_model`: load, split the front end off (run folders via ``keras_dssdn.runs``)
-``data``                    the splits, the label vocabulary, the training pipeline's datasets
-``calibrate``               the representative set; reading examples from arrays / datasets
+``export_data``             the splits, the label vocabulary; the calibration and evaluation sets, each
+                            clip decoded once (was ``data``)
+``calibrate``               the representative set
 ``convert``                 float / int8 TFLite (post-training quantisation, QAT)
 ``evaluate``                float and int8 accuracy / log loss in one pass
 ``verify``                  float parity, TFLM operators, arena, TFLM == TFLite reference bit for bit
-``slim``                    flash cuts on the device model (tensor names, repeated zero points), checked in TFLM
+``flash_cuts``              flash cuts on the device model (tensor names, repeated zero points), checked in
+                            TFLM (was ``slim``; ``deploy.slim`` still imports)
+``host_check``              the generated C front end compiled and run on the host against the Python one
 ``report``                  report.json / report.md / the summary line
-``bundle``                  :func:`export_bundle` and the atomic write step
+``bundle``                  the bundle folder: its files, the atomic write, ``--check`` on disk
 ``micro``                   the TFLM interpreter in Python (operators, invoke, arena)
-``csources``                the C / C++ files, from ``templates/`` (package data ``deploy/templates/*``)
-``frontend_constants``      (moved to :mod:`keras_dssdn.frontend_constants`, read by inference too)
-                            :class:`FrontEndConstants`: the front end as constants; owns ``frontend.json``
-``c_literals``              C literals shared by the generated sources
+``csources``, ``cfrontend`` the C / C++ files, from ``templates/`` (package data ``deploy/templates/*``)
 ``qat``, ``qat_mirror``,    quantisation-aware training in a tf_keras child process
 ``qat_child``
 ==========================  ==================================================================
+
+Shared helpers live in :mod:`keras_dssdn.utils` (``arrays``: evenly spaced picks, example batches;
+``c_literals``: C literals); the front end as constants (``frontend.json``) in
+:mod:`keras_dssdn.frontend_constants`.
 
 The names below load on first use, so ``import keras_dssdn.deploy.settings`` stays light. The command line
 is :mod:`keras_dssdn.cli.export`; running ``.tflite`` models is :mod:`keras_dssdn.inference.tflite`.
@@ -36,8 +41,8 @@ import importlib as _importlib
 
 #: The public API: name -> the module that defines it.
 PUBLIC_API = {
-    "export_bundle": "keras_dssdn.deploy.bundle",
-    "ExportResult": "keras_dssdn.deploy.bundle",
+    "export_bundle": "keras_dssdn.deploy.export",
+    "ExportResult": "keras_dssdn.deploy.export",
     "ExportSettings": "keras_dssdn.deploy.settings",
     "ModelOverrides": "keras_dssdn.deploy.settings",
     "DataSettings": "keras_dssdn.deploy.settings",
@@ -52,7 +57,8 @@ PUBLIC_API = {
     "verify_bit_exact": "keras_dssdn.deploy.verify",
     "FrontEndConstants": "keras_dssdn.frontend_constants",
     "Quantization": "keras_dssdn.frontend_constants",
-    "slim_flatbuffer": "keras_dssdn.deploy.slim",
+    "cut_flatbuffer": "keras_dssdn.deploy.flash_cuts",
+    "slim_flatbuffer": "keras_dssdn.deploy.flash_cuts",
     "report_markdown": "keras_dssdn.deploy.report",
     "ExportError": "keras_dssdn.errors",
     "BundleExistsError": "keras_dssdn.errors",

@@ -25,7 +25,7 @@ from typing import Dict
 
 import numpy as np
 
-from keras_dssdn.deploy.c_literals import c_float, c_list
+from keras_dssdn.utils.c_literals import c_float, c_list
 from keras_dssdn.frontend_constants import FrontEndConstants
 from keras_dssdn.deploy.resources import render
 from keras_dssdn.errors import FrontEndError

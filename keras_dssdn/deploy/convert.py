@@ -21,11 +21,12 @@ import keras
 import numpy as np
 
 from keras_dssdn.deploy import micro
-from keras_dssdn.deploy.calibrate import Calibration, check_examples
-from keras_dssdn.deploy.data import DataSources, qat_training_data, spread
+from keras_dssdn.deploy.calibrate import Calibration
+from keras_dssdn.deploy.export_data import DataSources, qat_training_data
 from keras_dssdn.deploy.prepare import PreparedModel
 from keras_dssdn.deploy.settings import QATSettings
 from keras_dssdn.errors import ExportError
+from keras_dssdn.utils.arrays import check_examples, evenly_spaced
 
 #: Inputs on which the QAT mirror must reproduce the Keras model.
 QAT_CHECK_INPUTS = 8
@@ -95,7 +96,7 @@ def _timed(log: Callable, what: str, fn, *args):
 def quantisation_aware(prep: PreparedModel, calibration: Calibration, qat: QATSettings, sources: DataSources,
                        log: Callable = print):
     """``(int8 flatbuffer, QAT report)`` by :func:`keras_dssdn.deploy.qat.run_qat` on the training data of
-    :func:`keras_dssdn.deploy.data.qat_training_data`."""
+    :func:`keras_dssdn.deploy.export_data.qat_training_data`."""
     from keras_dssdn.deploy.qat import QATRun, run_qat
 
     train, options, distilled = qat_training_data(prep, qat, sources)
@@ -103,7 +104,7 @@ def quantisation_aware(prep: PreparedModel, calibration: Calibration, qat: QATSe
     if distilled:
         log(f"  QAT distils: targets (1 - {distilled['kd_weight']:g}) x labels + {distilled['kd_weight']:g} x teacher "
             f"probabilities (T = 1) from {distilled['teacher']}")
-    check_x = calibration.examples[spread(len(calibration.examples), QAT_CHECK_INPUTS)]
+    check_x = calibration.examples[evenly_spaced(len(calibration.examples), QAT_CHECK_INPUTS)]
     flatbuffer, report = run_qat(prep.core, train, calibration.examples, check_x, settings, log)
     return flatbuffer, {**report, "distilled": distilled}
 

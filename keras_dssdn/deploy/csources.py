@@ -23,7 +23,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from keras_dssdn.deploy.c_literals import c_float, c_ident, c_string, include_guard
+from keras_dssdn.utils.c_literals import c_float, c_ident, c_string, include_guard
 from keras_dssdn.deploy.micro import add_method
 from keras_dssdn.deploy.resources import render, template_text
 from keras_dssdn.errors import UnsupportedOperatorError

@@ -1,7 +1,7 @@
 """One TensorFlow Lite Micro bundle per device model of a run (DCASE 2025: device-specific models).
 
 :func:`export_device_bundles` exports the run's general model and each fine-tuned device model
-(:func:`keras_dssdn.train.finetune.finetune_devices`) with :func:`keras_dssdn.deploy.bundle.export_bundle`
+(:func:`keras_dssdn.train.finetune.finetune_devices`) with :func:`keras_dssdn.deploy.export.export_bundle`
 (the one export entry: every bundle is converted, verified and written the same way) into::
 
     <out>/general/          the general model's bundle (devices without a model of their own)
@@ -62,12 +62,12 @@ def _device_settings(settings, run):
 def export_device_bundles(run_dir, out_dir, settings=None, *, log: Callable = print, **options) -> dict:
     """Export the general and every device model of the run in ``run_dir`` under ``out_dir`` (must not exist);
     ``settings``: an :class:`~keras_dssdn.deploy.settings.ExportSettings`, or its flat keywords (``options``), as
-    :func:`~keras_dssdn.deploy.bundle.export_bundle` takes them. Returns the ``devices.json`` written."""
+    :func:`~keras_dssdn.deploy.export.export_bundle` takes them. Returns the ``devices.json`` written."""
     import keras
 
     from keras_dssdn.deploy.settings import ExportSettings
 
-    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.deploy.export import export_bundle
     from keras_dssdn.errors import BudgetError, RunFolderError
     from keras_dssdn.fileio import write_json_atomic
     from keras_dssdn.runs import RunFolder

@@ -23,8 +23,7 @@ import keras
 import numpy as np
 
 from keras_dssdn.analysis.metrics import aggregate_clips, classification_metrics
-from keras_dssdn.deploy.calibrate import batches, check_examples
-from keras_dssdn.deploy.data import spread
+from keras_dssdn.utils.arrays import check_examples, evenly_spaced, example_batches
 from keras_dssdn.errors import ExportError, VerificationError
 
 CLIP_KEYS = ("examples", "accuracy", "macro_class_accuracy", "log_loss")
@@ -49,12 +48,12 @@ class ThinnedSample:
     def take(self, example_shape) -> np.ndarray:
         """``(min(k, kept), *example_shape)`` float32."""
         x = np.stack([v for _, v in self.kept]) if self.kept else np.zeros((0, *example_shape), np.float32)
-        return x[spread(len(x), self.k)]
+        return x[evenly_spaced(len(x), self.k)]
 
 
 def _labelled_batches(evaluation, input_shape, sample: ThinnedSample) -> Iterator:
     """``(x, class ids, {"clip_index"})`` batches of ``evaluation``, checked, each example offered to ``sample``."""
-    for x, y, clip in batches(evaluation):
+    for x, y, clip in example_batches(evaluation):
         x = check_examples(x, input_shape, "The evaluation set")
         if y is None:
             raise ExportError("The evaluation set has no labels; pass (x, y) batches.")

@@ -177,7 +177,7 @@ class MicroDecisions:
         from keras_dssdn.deploy.micro import micro_interpreter
 
         self.interpreter = micro_interpreter(flatbuffer, arena_bytes)
-        # from TFLM itself: the deployed flatbuffer may be TFLM-only (keras_dssdn.deploy.slim)
+        # from TFLM itself: the deployed flatbuffer may be TFLM-only (keras_dssdn.deploy.flash_cuts)
         q = self.interpreter.get_output_details(0)["quantization_parameters"]
         self.scale, self.zero_point = float(q["scales"][0]), int(q["zero_points"][0])
 
@@ -267,13 +267,15 @@ def _check_thresholds(where: str, parity: dict, decisions: Optional[dict]) -> No
 
 
 def check_c_frontend(sources: Dict[str, str], consts: FrontEndConstants, flatbuffer: bytes, arena_bytes: int,
-                     clips=None, clip_seconds: Optional[float] = None, vocabulary=None,
+                     pcm: Optional[np.ndarray] = None, pcm_source: str = "evaluate split",
                      log: Callable = print) -> dict:
     """The host check of the module doc; returns the report entry (``skipped`` without a C compiler).
 
     ``sources``: the C files (``dssdn_frontend.h/.c``); ``consts``: the bundle's front-end constants, whose
     ``params`` / ``normalization`` are the training front end; ``flatbuffer`` / ``arena_bytes``: the deployed
-    int8 model; ``clips``: a ClipList (the evaluate split) or None; ``clip_seconds``: their length.
+    int8 model; ``pcm``: int16 ``(clips, samples)`` of the evaluate split as the pipeline's loader decoded it
+    (:func:`keras_dssdn.deploy.export_data.decode_once`; :func:`clip_batches` for a ClipList) or None,
+    named ``pcm_source`` in the report.
     """
     import time
 
@@ -288,21 +290,21 @@ def check_c_frontend(sources: Dict[str, str], consts: FrontEndConstants, flatbuf
     report = {"compiler": compiler, "cflags": " ".join(CFLAGS)}
     with compiled_frontend(sources) as exe:
         signals = edge_case_signals(frontend.sample_rate, 2 * seg)
-        pcm = np.stack(list(signals.values()))
-        c, py = run_c_frontend(exe, pcm, shape), python(pcm)
+        pcm_signals = np.stack(list(signals.values()))
+        c, py = run_c_frontend(exe, pcm_signals, shape), python(pcm_signals)
         report["signals"] = {"names": list(signals), "parity": tensor_parity(c, py),
                              "decisions": merge_decisions([decisions.compare(c, py, 2)])}
         _check_thresholds("the generated test signals", report["signals"]["parity"], None)
-        if clips is not None and len(clips):
+        if pcm is not None and len(pcm):
             parity, agree = [], []
-            per_clip = frontend.num_samples(clip_seconds) // seg
-            for pcm in clip_batches(clips, frontend, clip_seconds, vocabulary):
-                c, py = run_c_frontend(exe, pcm, shape), python(pcm)
+            for start in range(0, len(pcm), CLIP_BATCH):
+                batch = np.asarray(pcm[start:start + CLIP_BATCH])
+                c, py = run_c_frontend(exe, batch, shape), python(batch)
                 parity.append(tensor_parity(c, py))
-                agree.append(decisions.compare(c, py, per_clip))
-            report["clips"] = {"source": getattr(clips, "name", None) or "evaluate split", "count": len(clips),
+                agree.append(decisions.compare(c, py, pcm.shape[1] // seg))
+            report["clips"] = {"source": pcm_source, "count": len(pcm),
                                "parity": merge_parity(parity), "decisions": merge_decisions(agree)}
-            _check_thresholds(f"{len(clips)} clips of the evaluate split", report["clips"]["parity"],
+            _check_thresholds(f"{len(pcm)} clips of the evaluate split", report["clips"]["parity"],
                               report["clips"]["decisions"])
     report["seconds"] = round(time.time() - t0, 1)
     summary = report.get("clips") or report["signals"]

@@ -20,8 +20,8 @@ in its own process and the two sides talk through files in a work folder:
 
 The OSC orthonormality regulariser is not carried into the mirror: QAT
 fine-tunes a trained model for a few epochs with the cross-entropy alone.
-:func:`keras_dssdn.deploy.bundle.export_bundle` feeds it the training run's
-augmentation and label smoothing (:func:`keras_dssdn.deploy.data.qat_training_data`).
+:func:`keras_dssdn.deploy.export.export_bundle` feeds it the training run's
+augmentation and label smoothing (:func:`keras_dssdn.deploy.export_data.qat_training_data`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Callable, List, Mapping, Optional, Tuple
 import numpy as np
 
 from keras_dssdn.deploy import qat_child as child
-from keras_dssdn.deploy.calibrate import batches, check_examples
+from keras_dssdn.utils.arrays import check_examples, example_batches
 from keras_dssdn.deploy.qat_mirror import build_mirror_spec
 from keras_dssdn.errors import ConfigError, QATError
 from keras_dssdn.fileio import write_atomic, write_json_atomic
@@ -68,7 +68,7 @@ def _write_chunks(folder: str, train, max_examples: Optional[int], input_shape) 
             buf_x.clear()
             buf_y.clear()
 
-    for x, y, _ in batches(train):
+    for x, y, _ in example_batches(train):
         if y is None:
             raise QATError("QAT training data has no labels; pass (x, y) batches or arrays.")
         x = check_examples(x, input_shape, "The QAT training data")

@@ -92,7 +92,7 @@ class ExportFacts:
     evaluation set); ``chosen``: the deployed int8 model; ``drop``: its accuracy points below float;
     ``constants``: the front-end constants; ``c_frontend``: the host check of the C front end
     (:func:`keras_dssdn.deploy.host_check.check_c_frontend`); ``flash_cuts``:
-    :func:`keras_dssdn.deploy.slim.slim_model`'s report (the device model's bytes), None when the device gets the
+    :func:`keras_dssdn.deploy.flash_cuts.apply_flash_cuts`'s report (the device model's bytes), None when the device gets the
     converter's model; ``ring``: the audio ring (:func:`keras_dssdn.analysis.ram.audio_ring`).
     """
 

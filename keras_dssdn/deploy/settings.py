@@ -1,6 +1,6 @@
 """What an export is asked to do: :class:`ExportSettings`, four frozen groups of options.
 
-:func:`keras_dssdn.deploy.bundle.export_bundle` takes them either as one
+:func:`keras_dssdn.deploy.export.export_bundle` takes them either as one
 ``ExportSettings`` or as the flat keywords of :meth:`ExportSettings.from_options`
 (``data=``, ``fold=``, ``qat_epochs=``, ...), which the command line and the
 tests use. Units: seconds, counts of examples or clips, accuracy points
@@ -122,7 +122,7 @@ class ExportSettings:
 
     @classmethod
     def from_options(cls, **options) -> "ExportSettings":
-        """Settings from the flat keywords of :func:`~keras_dssdn.deploy.bundle.export_bundle`: each field of
+        """Settings from the flat keywords of :func:`~keras_dssdn.deploy.export.export_bundle`: each field of
         :class:`DataSettings` and :class:`ModelOverrides` by name, ``qat_epochs`` / ``qat_train`` /
         ``qat_options``, ``deploy``, ``max_accuracy_drop``, ``force``, ``command``, ``mcu_clock_hz``,
         ``mcu_cycles_per_mac``."""

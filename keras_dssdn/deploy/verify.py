@@ -37,9 +37,8 @@ import keras
 import numpy as np
 
 from keras_dssdn.deploy import micro
-from keras_dssdn.deploy.calibrate import batches, check_examples
+from keras_dssdn.utils.arrays import check_examples, evenly_spaced, example_batches
 from keras_dssdn.deploy.convert import Conversion
-from keras_dssdn.deploy.data import spread
 from keras_dssdn.deploy.flatbuffer import opcode_name, read_model
 from keras_dssdn.deploy.host_check import TIE_STEPS
 from keras_dssdn.errors import VerificationError
@@ -64,7 +63,7 @@ def verification_inputs(given, evaluation_pool: Optional[np.ndarray], calibratio
     elif evaluation_pool is not None:
         inputs, source = evaluation_pool, f"{len(evaluation_pool)} examples spread over the evaluation set"
     else:
-        inputs = calibration[spread(len(calibration), num_verify)]
+        inputs = calibration[evenly_spaced(len(calibration), num_verify)]
         source = f"{len(inputs)} examples of the calibration set (no evaluation set given)"
     return check_examples(inputs, input_shape, "The verification inputs"), {"source": source}
 
@@ -195,7 +194,7 @@ def compare_on_evaluation(flatbuffer: bytes, evaluation, arena_size: int, name: 
     interpreter = micro.micro_interpreter(flatbuffer, arena_size)
     shape = tuple(int(d) for d in ref.input["shape"][1:])
     tally = ExactnessTally()
-    for x, _, clip in batches(evaluation):
+    for x, _, clip in example_batches(evaluation):
         xq = ref.to_input(check_examples(x, shape, "The evaluation set"))
         tally.add(micro.micro_outputs(interpreter, xq), ref.run_raw(xq), clip)
     _raise_if_failed(tally, flatbuffer, name, f"{tally.inputs} examples of the evaluation set")

@@ -29,7 +29,7 @@ from keras import layers
 from keras_dssdn.models.blocks import conv_bn_relu, dssdb
 from keras_dssdn.layers.operators import OPERATORS
 from keras_dssdn.params import DEFAULT_FRONTEND
-from keras_dssdn.strict import from_dict_strict
+from keras_dssdn.utils.dataclass_dicts import dataclass_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +111,7 @@ class DSSDNConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DSSDNConfig":
-        return from_dict_strict(cls, d, "DSSDN config")
+        return dataclass_from_dict(cls, d, "DSSDN config")
 
     @classmethod
     def from_json(cls, text_or_path: Union[str, os.PathLike]) -> "DSSDNConfig":

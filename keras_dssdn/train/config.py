@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence
 from keras_dssdn.data.augment import AugmentConfig
 from keras_dssdn.errors import ConfigError
 from keras_dssdn.params import FrontEndParams
-from keras_dssdn.strict import from_dict_strict
+from keras_dssdn.utils.dataclass_dicts import dataclass_from_dict
 from keras_dssdn.train.distribute import LR_SCALINGS, STRATEGIES
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -177,7 +177,7 @@ class TrainConfig:
             except (ValueError, TypeError) as e:
                 raise ConfigError(f"frontend: {e}") from None
         if isinstance(self.augment, dict):
-            self.augment = from_dict_strict(AugmentConfig, self.augment, "augment", ConfigError)
+            self.augment = dataclass_from_dict(AugmentConfig, self.augment, "augment", ConfigError)
         if not isinstance(self.frontend, FrontEndParams) or not isinstance(self.augment, AugmentConfig):
             raise ConfigError(f"frontend and augment must be mappings of their fields, got frontend="
                               f"{self.frontend!r}, augment={self.augment!r}.")
@@ -196,7 +196,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        return from_dict_strict(cls, d, "training config", ConfigError)
+        return dataclass_from_dict(cls, d, "training config", ConfigError)
 
 
 def _parse_value(item: str, text: str):

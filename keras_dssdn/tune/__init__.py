@@ -16,7 +16,7 @@ Budgets: :class:`keras_dssdn.analysis.budgets.Budget`; errors: :mod:`keras_dssdn
 (``BudgetError``, ``SearchSettingsError``). docs/tuning.md has the tune -> train -> export flow.
 """
 
-from keras_dssdn.tune.data import TuningData, prepare_data
+from keras_dssdn.tune.tuning_data import TuningData, prepare_data
 from keras_dssdn.tune.feasibility import Complexity, InfeasibleTrialError, is_infeasible, measure
 from keras_dssdn.tune.hypermodel import DSSDNHyperModel, EvaluateFold
 from keras_dssdn.tune.oracles import (BudgetBayesianOptimizationOracle, BudgetHyperbandOracle, BudgetOracleMixin,

@@ -2,7 +2,7 @@
 
 :class:`DSSDNHyperModel` implements KerasTuner's public ``HyperModel``
 interface: ``build(hp)`` declares the space and returns a compiled model,
-``fit(hp, model, ...)`` trains it on the shared :class:`~keras_dssdn.tune.data.TuningData`
+``fit(hp, model, ...)`` trains it on the shared :class:`~keras_dssdn.tune.tuning_data.TuningData`
 (AdamW, warm-up + cosine over the epochs this call runs, label smoothing,
 augmentation) and scores it after every epoch on the evaluate fold
 (:class:`EvaluateFold`). The budget holds here too: ``fit`` refuses an
@@ -22,7 +22,7 @@ from keras_dssdn.analysis.budgets import Budget, format_macs
 from keras_dssdn.analysis.metrics import aggregate_clips, log_loss
 from keras_dssdn.errors import BudgetError, SearchSettingsError
 from keras_dssdn.models.dssdn import DSSDNConfig, build_dssdn
-from keras_dssdn.tune.data import TuningData
+from keras_dssdn.tune.tuning_data import TuningData
 from keras_dssdn.tune.feasibility import Complexity, InfeasibleTrialError, measure
 from keras_dssdn.tune.space import SearchSpace
 
@@ -65,7 +65,7 @@ class DSSDNHyperModel(keras_tuner.HyperModel):
     ``space``: the :class:`~keras_dssdn.tune.space.SearchSpace` (one width range per block of ``base``);
     ``budget``: the :class:`~keras_dssdn.analysis.budgets.Budget` every trained configuration meets;
     ``train_cfg``: a :class:`~keras_dssdn.train.config.TrainConfig` (recipe, epochs per trial);
-    ``data``: :func:`~keras_dssdn.tune.data.prepare_data`'s result (needed by :meth:`fit`, not by :meth:`check`).
+    ``data``: :func:`~keras_dssdn.tune.tuning_data.prepare_data`'s result (needed by :meth:`fit`, not by :meth:`check`).
     """
 
     def __init__(self, base: DSSDNConfig, space: SearchSpace, budget: Budget, train_cfg=None,

@@ -35,7 +35,7 @@ from keras_dssdn.analysis.budgets import DEFAULT_BUDGETS, Budget, format_macs
 from keras_dssdn.errors import SearchSettingsError
 from keras_dssdn.fileio import write_json_atomic
 from keras_dssdn.models.presets import resolve_config
-from keras_dssdn.tune.data import prepare_data
+from keras_dssdn.tune.tuning_data import prepare_data
 from keras_dssdn.tune.hypermodel import DSSDNHyperModel
 from keras_dssdn.tune.reports import trial_records, write_reports
 from keras_dssdn.tune.space import SearchSpace

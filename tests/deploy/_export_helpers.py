@@ -90,14 +90,14 @@ def plain_model():
 def check_bundle(path: Path, expect_ops=None):
     """Files present, C array == the device model == the converter's model with the flash cuts, resolver ==
     flatbuffer operators, TFLM runs at the stated arena."""
-    from keras_dssdn.deploy.slim import slim_flatbuffer
+    from keras_dssdn.deploy.flash_cuts import cut_flatbuffer
 
     report = json.loads((path / "report.json").read_text())
     deployed = (path / "model_int8_micro.tflite").read_bytes()
     cc = (path / "micro" / "dssdn_model_data.cc").read_text()
     assert "alignas(16)" in cc
     assert csources.parse_c_array(cc) == deployed
-    assert slim_flatbuffer((path / "model_int8.tflite").read_bytes())[0] == deployed
+    assert cut_flatbuffer((path / "model_int8.tflite").read_bytes())[0] == deployed
     assert report["flash_bytes"] == len(deployed) == report["flash_cuts"]["bytes_after"]
     ops = micro.model_operators(deployed)
     resolver = (path / "micro" / "dssdn_op_resolver.h").read_text()

@@ -9,7 +9,8 @@ import pytest
 
 import keras_dssdn
 from keras_dssdn.deploy import micro
-from keras_dssdn.deploy.bundle import check_destination, export_bundle, write_bundle
+from keras_dssdn.deploy.bundle import check_destination, write_bundle
+from keras_dssdn.deploy.export import export_bundle
 from keras_dssdn.frontend_constants import dense_filterbank
 from keras_dssdn.deploy.settings import ExportSettings
 from keras_dssdn.errors import (BundleExistsError, ConfigError, OutputPathError, UnsupportedOperatorError,

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from keras_dssdn.deploy.bundle import export_bundle
-from keras_dssdn.deploy.calibrate import batches, calibrate, check_examples, representative_array
-from keras_dssdn.deploy.data import DataSources, spread
+from keras_dssdn.deploy.export import export_bundle
+from keras_dssdn.deploy.calibrate import calibrate, representative_array
+from keras_dssdn.deploy.export_data import DataSources
+from keras_dssdn.utils.arrays import check_examples, evenly_spaced, example_batches
 from keras_dssdn.deploy.prepare import prepare_model
 from keras_dssdn.deploy.settings import DataSettings
 from keras_dssdn.errors import RepresentativeDataError
@@ -34,19 +35,19 @@ def test_batches_of_arrays_tuples_and_datasets():
 
     x = np.zeros((130, 4, 2, 1), np.float32)
     y = np.arange(130)
-    got = list(batches((x, y, y % 7)))
+    got = list(example_batches((x, y, y % 7)))
     assert [len(b[0]) for b in got] == [64, 64, 2] and got[2][2].tolist() == [128 % 7, 129 % 7]
     ds = tf.data.Dataset.from_tensor_slices((x, y, {"clip_index": y // 2})).batch(50)
-    got = list(batches(ds))
+    got = list(example_batches(ds))
     assert [len(b[0]) for b in got] == [50, 50, 30] and got[1][2][:2].tolist() == [25, 25]
-    assert [b[1] for b in batches(x)] == [None]
+    assert [b[1] for b in example_batches(x)] == [None]
 
 
 def test_check_examples_and_spread():
     assert check_examples(np.ones((4, 2, 1)), (4, 2, 1), "x").shape == (1, 4, 2, 1)  # one example
     with pytest.raises(RepresentativeDataError, match="NaN"):
         check_examples(np.full((2, 4, 2, 1), np.nan), (4, 2, 1), "The data")
-    assert spread(10, 3).tolist() == [0, 4, 9] and spread(3, 10).tolist() == [0, 1, 2] and len(spread(0, 5)) == 0
+    assert evenly_spaced(10, 3).tolist() == [0, 4, 9] and evenly_spaced(3, 10).tolist() == [0, 1, 2] and len(evenly_spaced(0, 5)) == 0
 
 
 def test_calibrate_step_alone():

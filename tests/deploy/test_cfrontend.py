@@ -133,7 +133,7 @@ def test_front_ends_the_c_code_cannot_reproduce_are_rejected(changes, match):
 def test_export_rejects_such_a_front_end_before_writing(tmp_path):
     import keras
 
-    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.deploy.export import export_bundle
 
     fe = FrontEndParams(sample_rate=16000, n_fft=400, win_length=400, hop_length=160, n_mels=16)
     inp = keras.Input((16, fe.num_frames(1.0), 1))

@@ -73,7 +73,7 @@ def test_verify_compares_every_evaluation_example():
     """verify(..., evaluation=) adds the comparison on every example of the evaluation set (clips kept)."""
     from keras_dssdn.deploy.calibrate import Calibration
     from keras_dssdn.deploy.convert import convert
-    from keras_dssdn.deploy.data import DataSources
+    from keras_dssdn.deploy.export_data import DataSources
     from keras_dssdn.deploy.prepare import prepare_model
     from keras_dssdn.deploy.settings import QATSettings
     from keras_dssdn.deploy.verify import verify
@@ -286,7 +286,7 @@ def test_a_16_khz_mcu_config_builds_and_exports_at_its_rate(tmp_path):
     ring all say 16 kHz; the C front end, compiled here, matches the Python one at 16 kHz; TFLM is compared with the
     reference kernels on every evaluation example, clips included."""
     from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end
-    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.deploy.export import export_bundle
     from keras_dssdn.train.config import load_train_config
     from keras_dssdn.train.recipe import build_network
 
@@ -360,7 +360,7 @@ def test_export_on_real_clips_compares_every_segment(tmp_path, shared_data):
     """A small DSSDN with its front end, exported on real TUT 2017 clips: TFLM is compared with the reference kernels
     on every 1-s segment of the evaluate subset (10 per clip), the counts are in report.json and report.md, and
     "bit-exact" is claimed exactly when every value matched."""
-    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.deploy.export import export_bundle
     from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end
     from keras_dssdn.params import FrontEndParams
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from keras_dssdn.deploy import micro
-from keras_dssdn.deploy.bundle import check_bundle_on_disk, check_destination, export_bundle
+from keras_dssdn.deploy.bundle import check_bundle_on_disk, check_destination
+from keras_dssdn.deploy.export import export_bundle
 from keras_dssdn.manifest import MANIFEST, check_replaceable, verify_bundle
 from keras_dssdn.errors import BundleIntegrityError, OutputPathError, VerificationError
 

@@ -7,7 +7,7 @@ import pytest
 import keras
 
 import keras_dssdn
-from keras_dssdn.deploy.data import qat_augment
+from keras_dssdn.deploy.export_data import qat_augment
 from keras_dssdn.deploy.prepare import prepare_model, split_front_end
 from keras_dssdn.errors import ConfigError, ModelFileError, RunFolderError
 from keras_dssdn.runs import RunFolder

@@ -7,7 +7,7 @@ import pytest
 
 import keras
 
-from keras_dssdn.deploy.bundle import export_bundle
+from keras_dssdn.deploy.export import export_bundle
 from keras_dssdn.deploy.qat import check_mirror
 from keras_dssdn.deploy.qat_child import _LUT_ACTIVATIONS, _near_rounding_tie
 from keras_dssdn.deploy.qat_mirror import build_mirror_spec

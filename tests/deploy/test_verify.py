@@ -6,7 +6,7 @@ import pytest
 from keras_dssdn.deploy import micro
 from keras_dssdn.deploy.convert import convert, convert_float, convert_int8
 from keras_dssdn.deploy.calibrate import Calibration
-from keras_dssdn.deploy.data import DataSources
+from keras_dssdn.deploy.export_data import DataSources
 from keras_dssdn.deploy.prepare import prepare_model
 from keras_dssdn.deploy.settings import QATSettings
 from keras_dssdn.deploy.verify import check_float_parity, verification_inputs, verify, verify_bit_exact

@@ -155,7 +155,7 @@ def test_a_search_passes_the_teacher_to_its_trials(teachers, tiny_data, tmp_path
 def test_qat_of_a_distilled_run_distils_too(teachers, tiny_data, tmp_path):
     """QAT fine-tunes a distilled run's model towards (1 - w) x labels + w x teacher probabilities (T = 1), from the
     run's copy of its teacher logits; ``distill="none"`` gives the labels alone."""
-    from keras_dssdn.deploy.data import qat_training_data, resolve_sources
+    from keras_dssdn.deploy.export_data import qat_training_data, resolve_sources
     from keras_dssdn.deploy.prepare import prepare_model
     from keras_dssdn.deploy.settings import DataSettings, QATSettings
     from keras_dssdn.distill.logits import softened

@@ -28,7 +28,7 @@ def bundle(tmp_path_factory):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "deploy"))
     from _export_helpers import FE16, QUIET, randomise_batch_norms, synthetic, tiny_dssdn
 
-    from keras_dssdn.deploy.bundle import export_bundle
+    from keras_dssdn.deploy.export import export_bundle
 
     shape = FE16.input_shape(1.0)
     model = tiny_dssdn("spc", shape=shape, classes=4)

@@ -93,7 +93,7 @@ def test_per_device_export_writes_a_checked_bundle_per_model(run, tmp_path, monk
     own folder with a complexity record (export_bundle itself is tested in tests/deploy/test_bundle.py; here it is
     recorded, not run); a device model over the run's budget stops the export before anything is written."""
     from keras_dssdn.analysis.budgets import Budget
-    from keras_dssdn.deploy import bundle
+    from keras_dssdn.deploy import export as export_module
     from keras_dssdn.deploy import devices as device_export
     from keras_dssdn.errors import BudgetError
 
@@ -106,7 +106,7 @@ def test_per_device_export_writes_a_checked_bundle_per_model(run, tmp_path, monk
         exported[out_dir.name] = (str(model), settings)
         out_dir.mkdir(parents=True)
 
-    monkeypatch.setattr(bundle, "export_bundle", recorded_export)
+    monkeypatch.setattr(export_module, "export_bundle", recorded_export)
     record = device_export.export_device_bundles(run_dir, tmp_path / "bundles", log=lambda m: None, num_verify=2)
     models = RunFolder(run_dir).device_models()
     assert record["devices"] == {"a": "00_a", "b": "01_b"} and record["general"] == "general"

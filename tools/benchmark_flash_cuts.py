@@ -1,6 +1,6 @@
-"""The flash cuts of an export (keras_dssdn.deploy.slim) on bundles already written, with real inputs.
+"""The flash cuts of an export (keras_dssdn.deploy.flash_cuts) on bundles already written, with real inputs.
 
-    python tools/benchmark_slim.py RUN_DIR BUNDLE [RUN_DIR BUNDLE ...]
+    python tools/benchmark_flash_cuts.py RUN_DIR BUNDLE [RUN_DIR BUNDLE ...]
 
 For each pair: the bundle's ``model_int8.tflite`` (the converter's) is slimmed as an export now does it; TFLM
 runs both on the run's calibration examples (the export's calibration step: up to 200 segments of the train
@@ -20,10 +20,10 @@ from pathlib import Path
 def measure(run_dir: str, bundle: str) -> dict:
     from keras_dssdn.deploy import micro
     from keras_dssdn.deploy.calibrate import calibrate
-    from keras_dssdn.deploy.data import resolve_sources
+    from keras_dssdn.deploy.export_data import resolve_sources
     from keras_dssdn.deploy.prepare import prepare_model
     from keras_dssdn.deploy.settings import ExportSettings
-    from keras_dssdn.deploy.slim import slim_model
+    from keras_dssdn.deploy.flash_cuts import apply_flash_cuts
     from keras_dssdn.inference.tflite import TFLiteRunner
 
     t = time.time()
@@ -33,7 +33,7 @@ def measure(run_dir: str, bundle: str) -> dict:
     prep, sources = resolve_sources(prep, settings.data)
     examples = calibrate(prep, settings.data, sources, log=lambda *a: None).examples
     xq = TFLiteRunner(flatbuffer, reference=True).to_input(examples)
-    result = slim_model(flatbuffer, xq, micro.measure_arena(flatbuffer))
+    result = apply_flash_cuts(flatbuffer, xq, micro.measure_arena(flatbuffer))
     return {"run": run_dir, "bundle": bundle, **result.report, "seconds": round(time.time() - t, 1)}
 
 

@@ -19,15 +19,7 @@ from keras_dssdn.data.spec import PipelineSpec, TrainingOptions
 from keras_dssdn.deploy.prepare import PreparedModel
 from keras_dssdn.deploy.settings import DataSettings, QATSettings
 from keras_dssdn.errors import ConfigError, ExportError
-
-
-def spread(n: int, k: int) -> np.ndarray:
-    """``min(n, k)`` indices spread evenly over ``range(n)`` (int64, sorted)."""
-    if n <= 0 or k <= 0:
-        return np.zeros(0, np.int64)
-    if k >= n:
-        return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
+from keras_dssdn.utils.arrays import evenly_spaced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,37 +100,58 @@ def evaluation_clips(settings: DataSettings, sources: DataSources) -> Tuple[obje
     clips = sources.clips("evaluate")
     total = len(clips)
     if settings.eval_limit:
-        clips = clips.subset(list(spread(total, settings.eval_limit)))
+        clips = clips.subset(list(evenly_spaced(total, settings.eval_limit)))
     return clips, total
 
 
-def evaluation_set(prep: PreparedModel, settings: DataSettings, sources: DataSources) -> Tuple[object, Optional[dict]]:
-    """``(evaluation data or None, report entry)``: the given ``evaluation``, else the evaluate split
-    (``eval_limit`` clips spread over it, when set), decoded and featurised once into arrays
-    ``(x (N, n_mels, frames, 1) float32, class ids (N,), clip index (N,))`` that every later step reads (the
-    float and int8 metrics, TFLM against the reference kernels for each int8 model): one decode of each clip
-    instead of one per step."""
+#: Clips decoded per step of the export's one pass over the evaluate split.
+DECODE_BATCH = 16
+
+
+def evaluation_set(prep: PreparedModel, settings: DataSettings,
+                   sources: DataSources) -> Tuple[object, Optional[np.ndarray], Optional[dict]]:
+    """``(evaluation data or None, int16 PCM or None, report entry)``: the given ``evaluation`` (no PCM), else the
+    evaluate split (``eval_limit`` clips spread over it, when set), **each clip decoded once**
+    (:func:`decode_once`): the arrays ``(x (N, n_mels, frames, 1) float32, class ids (N,), clip index (N,))`` that
+    the metrics and TFLM-vs-reference steps read, and the clips' PCM ``(clips, samples)`` that the C front end's
+    host check reads."""
     if settings.evaluation is not None:
-        return settings.evaluation, {"source": "given"}
+        return settings.evaluation, None, {"source": "given"}
     clips, total = evaluation_clips(settings, sources)
     if clips is None:
-        return None, None
-    ds, per_clip = pipeline_dataset(prep, clips, sources)
-    return examples_in_memory(ds), {"source": f"{clips.name or 'evaluate split'}", "clips": len(clips),
-                                    "segments_per_clip": per_clip, "limited": bool(settings.eval_limit),
-                                    "of_clips": total}
+        return None, None, None
+    spec = export_pipeline_spec(prep, sources)
+    examples, pcm = decode_once(clips, spec)
+    return examples, pcm, {"source": f"{clips.name or 'evaluate split'}", "clips": len(clips),
+                           "segments_per_clip": spec.segments_per_clip, "limited": bool(settings.eval_limit),
+                           "of_clips": total}
 
 
-def examples_in_memory(ds) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pass over a pipeline dataset of ``(x, y, metadata)`` batches: ``(x, y, metadata["clip_index"])``
-    concatenated (a decoding error named as :func:`keras_dssdn.data.pipeline.decoding_errors` does)."""
-    from keras_dssdn.data.pipeline import decoding_errors
+def decode_once(clips, spec: PipelineSpec) -> Tuple[Tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """``((x, class ids, clip index), pcm)`` of ``clips`` from one decode of each: the pipeline's loader yields
+    :data:`DECODE_BATCH` clip waveforms at a time (decode, mono, resample, crop / pad); each batch is rounded to
+    int16 into ``pcm`` (``(clips, spec.clip_samples)``, a memory-mapped temporary file, freed with the array) and
+    featurised by :func:`keras_dssdn.data.pipeline.features_of_waveforms`, which equals
+    :func:`~keras_dssdn.data.pipeline.evaluation_dataset`'s ``x`` bit for bit. ``x`` per segment, in clip order."""
+    import tempfile
 
-    xs, ys, clips = [], [], []
+    from keras_dssdn.data.pipeline import decoding_errors, evaluation_dataset, features_of_waveforms
+    from keras_dssdn.deploy.host_check import to_int16
+
+    waves = evaluation_dataset(clips, spec.replace(output="waveform", segment_seconds=None, normalization=None,
+                                                   batch_size=DECODE_BATCH))
+    pcm = np.memmap(tempfile.TemporaryFile(prefix="dssdn_pcm_"), np.int16, "w+",
+                    shape=(len(clips), spec.clip_samples))
+    xs, ys, start = [], [], 0
     with decoding_errors():
-        for x, y, m in ds:
-            xs.append(np.asarray(x)), ys.append(np.asarray(y)), clips.append(np.asarray(m["clip_index"]))
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(clips)
+        for w, y in waves:
+            w = w.numpy()
+            pcm[start:start + len(w)] = to_int16(w)
+            xs.append(features_of_waveforms(w, spec))
+            ys.append(np.repeat(y.numpy(), spec.segments_per_clip))
+            start += len(w)
+    clip_index = np.repeat(np.arange(len(clips), dtype=np.int32), spec.segments_per_clip)
+    return (np.concatenate(xs), np.concatenate(ys), clip_index), pcm
 
 
 def qat_augment(choice, run_config: Optional[dict]):

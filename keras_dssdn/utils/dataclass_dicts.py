@@ -40,7 +40,7 @@ def _expected(hint) -> str:
     return " or ".join(names) + (" (or null)" if optional else "")
 
 
-def from_dict_strict(cls, d: dict, what: str, error=ValueError):
+def dataclass_from_dict(cls, d: dict, what: str, error=ValueError):
     """``cls(**d)``, but an unknown key raises ``error`` naming it and listing the valid keys, and a value of the
     wrong type (``epochs=abc``, a NaN learning rate) raises ``error`` naming the key, the value and the type."""
     if not isinstance(d, dict):
