@@ -7,8 +7,8 @@ prints what it measured:
   the main thread: the package modules the export runs code of, the distinct cross-module call edges
   (module A calls a function of module B), and the **back-calls**: edges A -> B taken while B is already on the
   call stack below A (B called A, directly or through others, and A calls back into B: the round trips a reader
-  follows between files). A generator resumed after a ``yield`` is not a call (an iterator handed down is
-  data, not a call back). Tracing slows the export; its time is not the export's time.
+  follows between files). Entering a generator's body is not a call (an iterator handed down is data, not
+  a call back). Tracing slows the export; its time is not the export's time.
 * with ``--no-trace``: the export's wall time alone (``--repeat N`` times, each into a new folder).
 
 Compare two versions of the package by running the same command with ``PYTHONPATH`` at each checkout::
@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import dis
-import functools
 import json
 import shutil
 import sys
@@ -36,16 +34,10 @@ PACKAGE = "keras_dssdn"
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
-@functools.lru_cache(maxsize=None)
-def _start_offset(code) -> int:
-    """Offset of the code's first RESUME instruction (Python 3.11+), else -1: where a fresh frame starts."""
-    return next((i.offset for i in dis.get_instructions(code) if i.opname == "RESUME"), -1)
-
-
-def resumed_generator(frame) -> bool:
-    """A ``call`` event that resumes a generator (or coroutine) after a ``yield``: data flowing through an
-    iterator its caller was handed, not a new call."""
-    return bool(frame.f_code.co_flags & _GENERATOR_FLAGS) and frame.f_lasti > _start_offset(frame.f_code)
+def generator_frame(frame) -> bool:
+    """A generator's (or coroutine's) body runs when its consumer asks for the next item, never when it is
+    called: entering it is data flowing through an iterator the consumer was handed, not a call."""
+    return bool(frame.f_code.co_flags & _GENERATOR_FLAGS)
 
 
 class CallTracer:
@@ -67,7 +59,7 @@ class CallTracer:
 
     def _enter(self, frame, module: str) -> None:
         self.modules[module] = self.modules.get(module, 0) + 1
-        if self.stack and self.stack[-1][1] != module and not resumed_generator(frame):
+        if self.stack and self.stack[-1][1] != module and not generator_frame(frame):
             edge = (self.stack[-1][1], module)
             self.edges[edge] = self.edges.get(edge, 0) + 1
             if any(m == module for _, m in self.stack[:-1]):

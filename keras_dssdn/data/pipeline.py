@@ -248,23 +248,30 @@ def _featurised(ds: tf.data.Dataset, spec: PipelineSpec, calls: int, examples: i
 def features_of_waveforms(waveforms: np.ndarray, spec: PipelineSpec) -> np.ndarray:
     """The ``x`` that :func:`evaluation_dataset` yields for clips already decoded, bit for bit (the same maps).
 
-    ``waveforms``: float32 ``(clips, spec.clip_samples)``, as ``evaluation_dataset`` yields them with
-    ``output="waveform", segment_seconds=None``. Returns float32 ``(clips * spec.segments_per_clip, n_mels,
-    frames, 1)`` in clip order, normalised with ``spec.normalization``: an export featurises the clips it
-    decoded once for its other checks (:func:`keras_dssdn.deploy.export_data.evaluation_set`).
+    ``waveforms``: float32 ``(clips, spec.clip_samples)`` (an array or a ``np.memmap``, read one clip at a time),
+    as ``evaluation_dataset`` yields them with ``output="waveform", segment_seconds=None``. Returns float32
+    ``(clips * spec.segments_per_clip, n_mels, frames, 1)`` in clip order, normalised with ``spec.normalization``:
+    an export featurises the clips it decoded once for its other checks
+    (:func:`keras_dssdn.deploy.export_data.decode_once`).
     """
-    w = np.asarray(waveforms, np.float32)
-    if w.ndim != 2 or w.shape[1] != spec.clip_samples:
-        raise ValueError(f"waveforms must be (clips, {spec.clip_samples}), got shape {w.shape}")
-    meta = {"segment_index": np.zeros(len(w), np.int32)}
+    if waveforms.ndim != 2 or waveforms.shape[1] != spec.clip_samples:
+        raise ValueError(f"waveforms must be (clips, {spec.clip_samples}), got shape {waveforms.shape}")
+    if len(waveforms) == 0:
+        return np.zeros((0,), np.float32)
+
+    def clips():
+        for row in waveforms:
+            yield np.asarray(row, np.float32), {"segment_index": np.int32(0)}
+
+    signature = (tf.TensorSpec([spec.clip_samples], tf.float32), {"segment_index": tf.TensorSpec([], tf.int32)})
+    ds = tf.data.Dataset.from_generator(clips, output_signature=signature)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(waveforms)))
     calls = spec.num_parallel_calls or cpu_count()
-    ds = _featurised(tf.data.Dataset.from_tensor_slices((w, meta)), spec, calls, len(w) * spec.segments_per_clip)
-    ds = ds.batch(spec.batch_size).map(lambda x, m: x)
+    ds = _featurised(ds, spec, calls, len(waveforms) * spec.segments_per_clip).batch(spec.batch_size)
+    ds = ds.map(lambda x, m: x)
     if spec.normalization is not None:
         ds = ds.map(spec.normalization.apply)
-    parts = [x.numpy() for x in ds]
-    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
-
+    return np.concatenate([x.numpy() for x in ds])
 
 def _batches(ds: tf.data.Dataset, checked: CheckedClips, spec: PipelineSpec, options: TrainingOptions,
              training: bool, with_metadata: bool) -> tf.data.Dataset:

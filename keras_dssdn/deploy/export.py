@@ -113,16 +113,16 @@ def _evaluate(prep: PreparedModel, conversion: Conversion, evaluation, num_verif
     return result.metrics, result.verify_inputs
 
 
-def _check_c_frontend(files: dict, consts: FrontEndConstants, deployed: bytes, checks: dict, pcm, eval_report,
-                      log: Callable) -> dict:
+def _check_c_frontend(files: dict, consts: FrontEndConstants, deployed: bytes, checks: dict, waveforms,
+                      eval_report, log: Callable) -> dict:
     """Step 7: the generated C front end compiled and run on the host against the Python front end
-    (:func:`keras_dssdn.deploy.host_check.check_c_frontend`) on test signals and ``pcm``, the evaluate split's clips
-    as step 5 decoded them (None: test signals only)."""
+    (:func:`keras_dssdn.deploy.host_check.check_c_frontend`) on test signals and ``waveforms``, the evaluate
+    split's clips as they were decoded for step 5 (None: test signals only)."""
     from keras_dssdn.deploy.host_check import check_c_frontend
 
     sources = {n: files[f"micro/{n}"] for n in (cfrontend.HEADER, cfrontend.SOURCE)}
-    return check_c_frontend(sources, consts, deployed, checks["arena"]["recommended_bytes"], pcm=pcm,
-                            pcm_source=(eval_report or {}).get("source", "evaluate split"), log=log)
+    return check_c_frontend(sources, consts, deployed, checks["arena"]["recommended_bytes"],
+                            waveforms=waveforms, source=(eval_report or {}).get("source", "evaluate split"), log=log)
 
 
 def _flash_cuts(conversion: Conversion, chosen: str, inputs: np.ndarray, calibration: np.ndarray, arena: dict,
@@ -162,7 +162,7 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     cfrontend.check_supported(prep.frontend, prep.frontend.num_samples(prep.segment_seconds))
     prep, sources = resolve_sources(prep, settings.data)
     calibration = calibrate(prep, settings.data, sources, log)
-    evaluation, pcm, eval_report = evaluation_set(prep, settings.data, sources)
+    evaluation, waveforms, eval_report = evaluation_set(prep, settings.data, sources)
     conversion = convert(prep, calibration, settings.qat, sources, log)
     metrics, pool = _evaluate(prep, conversion, evaluation, settings.data.num_verify, log)
     inputs, verify_report = verification_inputs(settings.data.verify_inputs, pool, calibration.examples,
@@ -175,7 +175,8 @@ def export_bundle(model, out_dir: PathLike, settings: Optional[ExportSettings] =
     ring = audio_ring(consts.params.sample_rate, consts.params.hop_length, flatbuffer_macs(conversion.int8[chosen]),
                       settings.mcu_clock_hz, settings.mcu_cycles_per_mac)
     files = bundle_files(prep, conversion, chosen, verification.int8[chosen], consts, slimmed.model, ring)
-    c_frontend = _check_c_frontend(files, consts, slimmed.model, verification.int8[chosen], pcm, eval_report, log)
+    c_frontend = _check_c_frontend(files, consts, slimmed.model, verification.int8[chosen], waveforms,
+                                   eval_report, log)
     data_report = {"calibration": calibration.report, "evaluation": eval_report, "verification": verify_report}
     facts = ExportFacts(prep, data_report, conversion, verification, metrics, chosen, drop, consts, c_frontend,
                         slimmed.report, ring)

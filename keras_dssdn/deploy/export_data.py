@@ -110,48 +110,47 @@ DECODE_BATCH = 16
 
 def evaluation_set(prep: PreparedModel, settings: DataSettings,
                    sources: DataSources) -> Tuple[object, Optional[np.ndarray], Optional[dict]]:
-    """``(evaluation data or None, int16 PCM or None, report entry)``: the given ``evaluation`` (no PCM), else the
-    evaluate split (``eval_limit`` clips spread over it, when set), **each clip decoded once**
+    """``(evaluation data or None, waveforms or None, report entry)``: the given ``evaluation`` (no waveforms),
+    else the evaluate split (``eval_limit`` clips spread over it, when set), **each clip decoded once**
     (:func:`decode_once`): the arrays ``(x (N, n_mels, frames, 1) float32, class ids (N,), clip index (N,))`` that
-    the metrics and TFLM-vs-reference steps read, and the clips' PCM ``(clips, samples)`` that the C front end's
-    host check reads."""
+    the metrics and TFLM-vs-reference steps read, and the clips' waveforms ``(clips, samples)`` that the C front
+    end's host check reads."""
     if settings.evaluation is not None:
         return settings.evaluation, None, {"source": "given"}
     clips, total = evaluation_clips(settings, sources)
     if clips is None:
         return None, None, None
     spec = export_pipeline_spec(prep, sources)
-    examples, pcm = decode_once(clips, spec)
-    return examples, pcm, {"source": f"{clips.name or 'evaluate split'}", "clips": len(clips),
-                           "segments_per_clip": spec.segments_per_clip, "limited": bool(settings.eval_limit),
-                           "of_clips": total}
+    examples, waveforms = decode_once(clips, spec)
+    return examples, waveforms, {"source": f"{clips.name or 'evaluate split'}", "clips": len(clips),
+                                 "segments_per_clip": spec.segments_per_clip, "limited": bool(settings.eval_limit),
+                                 "of_clips": total}
 
 
 def decode_once(clips, spec: PipelineSpec) -> Tuple[Tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """``((x, class ids, clip index), pcm)`` of ``clips`` from one decode of each: the pipeline's loader yields
-    :data:`DECODE_BATCH` clip waveforms at a time (decode, mono, resample, crop / pad); each batch is rounded to
-    int16 into ``pcm`` (``(clips, spec.clip_samples)``, a memory-mapped temporary file, freed with the array) and
-    featurised by :func:`keras_dssdn.data.pipeline.features_of_waveforms`, which equals
+    """``((x, class ids, clip index), waveforms)`` of ``clips`` from one decode of each: the pipeline's loader
+    (decode, mono, resample, crop / pad) writes the clips' float32 waveforms ``(clips, spec.clip_samples)`` into a
+    memory-mapped temporary file (freed with the array), which
+    :func:`keras_dssdn.data.pipeline.features_of_waveforms` turns into the evaluation examples, equal to
     :func:`~keras_dssdn.data.pipeline.evaluation_dataset`'s ``x`` bit for bit. ``x`` per segment, in clip order."""
     import tempfile
 
     from keras_dssdn.data.pipeline import decoding_errors, evaluation_dataset, features_of_waveforms
-    from keras_dssdn.deploy.host_check import to_int16
 
-    waves = evaluation_dataset(clips, spec.replace(output="waveform", segment_seconds=None, normalization=None,
-                                                   batch_size=DECODE_BATCH))
-    pcm = np.memmap(tempfile.TemporaryFile(prefix="dssdn_pcm_"), np.int16, "w+",
-                    shape=(len(clips), spec.clip_samples))
-    xs, ys, start = [], [], 0
+    decoded = evaluation_dataset(clips, spec.replace(output="waveform", segment_seconds=None, normalization=None,
+                                                     batch_size=DECODE_BATCH))
+    waveforms = np.memmap(tempfile.TemporaryFile(prefix="dssdn_waveforms_"), np.float32, "w+",
+                          shape=(len(clips), spec.clip_samples))
+    labels, start = [], 0
     with decoding_errors():
-        for w, y in waves:
-            w = w.numpy()
-            pcm[start:start + len(w)] = to_int16(w)
-            xs.append(features_of_waveforms(w, spec))
-            ys.append(np.repeat(y.numpy(), spec.segments_per_clip))
+        for w, y in decoded:
+            waveforms[start:start + len(w)] = w.numpy()
+            labels.append(y.numpy())
             start += len(w)
-    clip_index = np.repeat(np.arange(len(clips), dtype=np.int32), spec.segments_per_clip)
-    return (np.concatenate(xs), np.concatenate(ys), clip_index), pcm
+    x = features_of_waveforms(waveforms, spec)
+    per_clip = spec.segments_per_clip
+    clip_index = np.repeat(np.arange(len(clips), dtype=np.int32), per_clip)
+    return (x, np.repeat(np.concatenate(labels), per_clip), clip_index), waveforms
 
 
 def qat_augment(choice, run_config: Optional[dict]):

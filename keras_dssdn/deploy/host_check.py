@@ -267,15 +267,15 @@ def _check_thresholds(where: str, parity: dict, decisions: Optional[dict]) -> No
 
 
 def check_c_frontend(sources: Dict[str, str], consts: FrontEndConstants, flatbuffer: bytes, arena_bytes: int,
-                     pcm: Optional[np.ndarray] = None, pcm_source: str = "evaluate split",
+                     waveforms: Optional[np.ndarray] = None, source: str = "evaluate split",
                      log: Callable = print) -> dict:
     """The host check of the module doc; returns the report entry (``skipped`` without a C compiler).
 
     ``sources``: the C files (``dssdn_frontend.h/.c``); ``consts``: the bundle's front-end constants, whose
     ``params`` / ``normalization`` are the training front end; ``flatbuffer`` / ``arena_bytes``: the deployed
-    int8 model; ``pcm``: int16 ``(clips, samples)`` of the evaluate split as the pipeline's loader decoded it
-    (:func:`keras_dssdn.deploy.export_data.decode_once`; :func:`clip_batches` for a ClipList) or None,
-    named ``pcm_source`` in the report.
+    int8 model; ``waveforms``: float32 ``(clips, samples)`` of the evaluate split as the pipeline's loader decoded
+    them (:func:`keras_dssdn.deploy.export_data.decode_once`), rounded to int16 PCM (:func:`to_int16`) a batch at
+    a time, or None; ``source`` names them in the report.
     """
     import time
 
@@ -295,16 +295,16 @@ def check_c_frontend(sources: Dict[str, str], consts: FrontEndConstants, flatbuf
         report["signals"] = {"names": list(signals), "parity": tensor_parity(c, py),
                              "decisions": merge_decisions([decisions.compare(c, py, 2)])}
         _check_thresholds("the generated test signals", report["signals"]["parity"], None)
-        if pcm is not None and len(pcm):
+        if waveforms is not None and len(waveforms):
             parity, agree = [], []
-            for start in range(0, len(pcm), CLIP_BATCH):
-                batch = np.asarray(pcm[start:start + CLIP_BATCH])
-                c, py = run_c_frontend(exe, batch, shape), python(batch)
+            for start in range(0, len(waveforms), CLIP_BATCH):
+                pcm = to_int16(waveforms[start:start + CLIP_BATCH])
+                c, py = run_c_frontend(exe, pcm, shape), python(pcm)
                 parity.append(tensor_parity(c, py))
-                agree.append(decisions.compare(c, py, pcm.shape[1] // seg))
-            report["clips"] = {"source": pcm_source, "count": len(pcm),
+                agree.append(decisions.compare(c, py, waveforms.shape[1] // seg))
+            report["clips"] = {"source": source, "count": len(waveforms),
                                "parity": merge_parity(parity), "decisions": merge_decisions(agree)}
-            _check_thresholds(f"{len(pcm)} clips of the evaluate split", report["clips"]["parity"],
+            _check_thresholds(f"{len(waveforms)} clips of the evaluate split", report["clips"]["parity"],
                               report["clips"]["decisions"])
     report["seconds"] = round(time.time() - t0, 1)
     summary = report.get("clips") or report["signals"]

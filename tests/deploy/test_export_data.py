@@ -30,12 +30,12 @@ def test_decode_once_equals_the_pipeline_and_the_host_check_loader(shared_data, 
     spec = PipelineSpec(frontend=fe, clip_seconds=10.0, segment_seconds=1.0, vocabulary=train.vocabulary(),
                         label_mode="int", cache=None, normalization=norm)
     monkeypatch.setattr(export_data, "DECODE_BATCH", 4)
-    (x, y, clip_index), pcm = export_data.decode_once(evaluate, spec)
+    (x, y, clip_index), waveforms = export_data.decode_once(evaluate, spec)
     want_x, want_y, want_idx = _pipeline_arrays(evaluate, spec)
     assert x.shape == (60, 64, fe.num_frames(1.0), 1) and x.dtype == np.float32
     assert np.array_equal(x, want_x), f"{np.sum(x != want_x)} of {x.size} values differ from the pipeline's"
     assert np.array_equal(y, want_y) and np.array_equal(clip_index, want_idx)
     loader = np.concatenate(list(host_check.clip_batches(evaluate, fe, 10.0, train.vocabulary())))
-    assert pcm.shape == (6, 441000) and pcm.dtype == np.int16
-    assert np.array_equal(np.asarray(pcm), loader)
-    assert np.any(pcm != 0)
+    assert waveforms.shape == (6, 441000) and waveforms.dtype == np.float32
+    pcm = host_check.to_int16(waveforms)
+    assert np.array_equal(pcm, loader) and np.any(pcm != 0)
