@@ -24,6 +24,7 @@ import re
 import signal
 import sys
 import time
+import warnings
 
 #: The level a command starts with when the user set none (3: only fatal lines).
 COMMAND_LOG_LEVEL = 3
@@ -113,6 +114,10 @@ def _wait(pid: int, seconds: float) -> None:
         time.sleep(0.005)
 
 
+def _warning_to_fd2(message, category, filename, lineno, file=None, line=None) -> None:
+    _write_all(2, warnings.formatwarning(message, category, filename, lineno, line).encode())
+
+
 @contextlib.contextmanager
 def native_output_captured(replay_on_error: bool = True):
     """Inside the block, what native code writes to file descriptors 1 and 2 (the TFLite converter's absl lines and
@@ -130,7 +135,9 @@ def native_output_captured(replay_on_error: bool = True):
         os.dup2(tmp.fileno(), 2)
         ok = False
         try:
-            yield
+            with warnings.catch_warnings():  # to the captured fd 2 even where sys.stderr is not fd 2 (pytest)
+                warnings.showwarning = _warning_to_fd2
+                yield
             ok = True
         finally:
             sys.stdout.flush()

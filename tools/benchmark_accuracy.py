@@ -342,6 +342,10 @@ def report_cv(args) -> int:
         logits = oof_teacher(args.out, args.teacher_rows, args.teacher_out)
         print(f"wrote {args.teacher_out}: out-of-fold ensemble of {', '.join(args.teacher_rows)}")
         print_summary(logits)
+    if args.save_record:
+        from keras_dssdn.analysis.cv import save_record
+
+        print(f"saved the record of {save_record(args.out, args.save_record)} runs and folds.csv to {args.save_record}")
     return 0
 
 
@@ -419,6 +423,9 @@ def main(argv=None) -> int:
                         "by the ensemble of --teacher-rows x seeds trained on the other folds")
     p.add_argument("--teacher-rows", nargs="+", default=[], metavar="ROW", help="rows of the --teacher-out ensemble")
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of --compare")
+    p.add_argument("--save-record", default=None, metavar="DIR",
+                   help="(--folds) afterwards, copy folds.csv and each finished run's cv.json and oof.npz (what the "
+                        "report reads) into DIR, e.g. results/cv_tut17_k4 of the repository")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trained row")
     args = p.parse_args(argv)
     if args.folds is not None:

@@ -11,11 +11,15 @@ Layout written by ``tools/benchmark_accuracy.py --folds K --out OUT``::
 A (row, seed) is *complete* when all K of its runs are done; its K ``oof.npz`` join into one prediction per clip
 over the whole dataset (a clip's probabilities: the mean of its segments' ``exp(logits)``, as evaluation
 averages a clip's 1-s segments). Only complete (row, seed)s enter the tables.
+
+:func:`save_record` copies what the tables read (:data:`RECORD_FILES` of every finished run, and ``folds.csv``)
+out of a benchmark folder, e.g. into the repository, where ``--report-only`` tabulates it again.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -241,3 +245,25 @@ def oof_teacher(out, rows: Sequence[str], path=None, seeds: Optional[Sequence[in
     if path is not None:
         joined.save(path)
     return joined
+
+
+#: The files of a finished run that the report and the teacher read (the rest of the run folder is not needed).
+RECORD_FILES = ("cv.json", "oof.npz")
+
+
+def save_record(out, dest) -> int:
+    """Copy ``OUT/folds.csv`` and :data:`RECORD_FILES` of every finished run (one with ``cv.json``) to the same
+    places under ``dest`` (created; files of the same name there are replaced, nothing else is touched).
+    Returns the number of runs copied."""
+    out, dest = Path(out), Path(dest)
+    if not (out / "folds.csv").is_file():
+        raise DataError(f"{out} has no folds.csv: it is not a cross-validation benchmark folder (--folds K --out).")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "folds.csv", dest / "folds.csv")
+    runs = sorted(p.parent for p in out.glob("*/seed*_fold*/cv.json"))
+    for run in runs:
+        target = dest / run.parent.name / run.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            shutil.copyfile(run / name, target / name)
+    return len(runs)

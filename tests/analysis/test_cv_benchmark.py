@@ -50,3 +50,33 @@ def test_cross_validation_end_to_end_with_reuse(tmp_path, capsys):
     assert tool.main(argv) == 0
     assert {p: p.stat().st_mtime for p in out.glob("*/seed*_fold*/cv.json")} == stamps
     assert "Epoch" not in capsys.readouterr().out
+    # the saved record alone (folds.csv, cv.json, oof.npz) tabulates the same
+    record = tmp_path / "record"
+    assert tool.main(argv + ["--report-only", "--save-record", str(record)]) == 0
+    again = ["--data", str(data), "--out", str(record), "--folds", "2", "--report-only", "--ensemble",
+             "--compare", "mcu", "mlp", "--bootstrap", "500"]
+    assert tool.main(again) == 0
+    saved = json.loads((record / "cv_results.json").read_text())
+    assert saved["rows"] == results["rows"]
+
+
+def test_save_record_copies_only_what_the_report_reads(tmp_path):
+    """folds.csv and each finished run's cv.json + oof.npz; an unfinished run, the model files and whatever the
+    destination already holds are left alone; a folder without folds.csv is refused by name."""
+    from keras_dssdn.analysis.cv import save_record
+    from keras_dssdn.errors import DataError
+
+    out, dest = tmp_path / "cv", tmp_path / "record"
+    for run, files in {"mcu/seed0_fold1": ("cv.json", "oof.npz", "best.keras"), "mcu/seed0_fold2": ("oof.npz",)}.items():
+        (out / run).mkdir(parents=True)
+        for name in files:
+            (out / run / name).write_text(f"{run}/{name}")
+    (out / "folds.csv").write_text("folds")
+    (dest / "mine").mkdir(parents=True)
+    (dest / "mine" / "notes.txt").write_text("keep")
+    assert save_record(out, dest) == 1
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert copied == ["folds.csv", "mcu/seed0_fold1/cv.json", "mcu/seed0_fold1/oof.npz", "mine/notes.txt"]
+    assert (dest / "mcu/seed0_fold1/oof.npz").read_text() == "mcu/seed0_fold1/oof.npz"
+    with pytest.raises(DataError, match="no folds.csv"):
+        save_record(tmp_path / "mine", dest)

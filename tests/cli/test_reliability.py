@@ -236,6 +236,7 @@ def test_conversion_prints_nothing(capfd):
     from keras_dssdn.deploy.convert import convert_int8
     from keras_dssdn.inference.tflite import TFLiteRunner
 
+    keras.ops.convert_to_tensor(np.zeros(1))  # TensorFlow's own device start-up lines, before the capture
     capfd.readouterr()
     float_model = _tiny_tflite()
     inp = keras.Input((16, 8, 1))
