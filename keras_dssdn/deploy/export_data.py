@@ -1,11 +1,11 @@
 """The export's clips: which splits, which label vocabulary, and the training pipeline's datasets over them.
 
 Every dataset here is :func:`keras_dssdn.data.pipeline.evaluation_dataset` (or ``training_dataset``) with the
-model's front end, normalisation and segment length, so calibration,
-evaluation and QAT see exactly what training saw: ``training=False`` (no
-shuffling, no augmentation; batches ``(x, y, metadata)``, ``x`` normalised
-log-mel ``(B, n_mels, frames, 1)``, ``y`` class ids ``(B,)``), or for QAT
-``training=True`` with the run's augmentation.
+model's front end, normalisation and segment length, so calibration, evaluation and QAT see exactly what
+training saw: no shuffling, no augmentation (batches ``(x, y, metadata)``, ``x`` normalised log-mel
+``(B, n_mels, frames, 1)``, ``y`` class ids ``(B,)``), or for QAT shuffled and augmented like the run.
+The evaluate split is decoded once (:func:`decode_once`): its examples and its waveforms, the latter for the C
+front end's host check.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def evaluation_set(prep: PreparedModel, settings: DataSettings,
 def decode_once(clips, spec: PipelineSpec) -> Tuple[Tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """``((x, class ids, clip index), waveforms)`` of ``clips`` from one decode of each: the pipeline's loader
     (decode, mono, resample, crop / pad) writes the clips' float32 waveforms ``(clips, spec.clip_samples)`` into a
-    memory-mapped temporary file (freed with the array), which
+    memory-mapped temporary file in ``$TMPDIR`` (4 B per sample: 141 ten-second clips at 44.1 kHz are 249 MB;
+    refused up front when the folder lacks the room; freed with the array), which
     :func:`keras_dssdn.data.pipeline.features_of_waveforms` turns into the evaluation examples, equal to
     :func:`~keras_dssdn.data.pipeline.evaluation_dataset`'s ``x`` bit for bit. ``x`` per segment, in clip order."""
     import tempfile
@@ -139,8 +140,9 @@ def decode_once(clips, spec: PipelineSpec) -> Tuple[Tuple[np.ndarray, np.ndarray
 
     decoded = evaluation_dataset(clips, spec.replace(output="waveform", segment_seconds=None, normalization=None,
                                                      batch_size=DECODE_BATCH))
-    waveforms = np.memmap(tempfile.TemporaryFile(prefix="dssdn_waveforms_"), np.float32, "w+",
-                          shape=(len(clips), spec.clip_samples))
+    shape = (len(clips), spec.clip_samples)
+    _check_scratch_space(4 * shape[0] * shape[1])
+    waveforms = np.memmap(tempfile.TemporaryFile(prefix="dssdn_waveforms_"), np.float32, "w+", shape=shape)
     labels, start = [], 0
     with decoding_errors():
         for w, y in decoded:
@@ -151,6 +153,20 @@ def decode_once(clips, spec: PipelineSpec) -> Tuple[Tuple[np.ndarray, np.ndarray
     per_clip = spec.segments_per_clip
     clip_index = np.repeat(np.arange(len(clips), dtype=np.int32), per_clip)
     return (x, np.repeat(np.concatenate(labels), per_clip), clip_index), waveforms
+
+
+def _check_scratch_space(nbytes: int) -> None:
+    """Refuse, before decoding, a waveform file the temporary folder has no room for (a memory map written past a
+    full disk kills the process without a message)."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if free < nbytes + (64 << 20):
+        raise ExportError(f"The evaluate split's waveforms need {nbytes / 2**20:,.0f} MiB in the temporary folder "
+                          f"{folder}, which has {free / 2**20:,.0f} MiB free; point TMPDIR at a folder with room, or "
+                          "export with --eval-limit N (fewer clips).")
 
 
 def qat_augment(choice, run_config: Optional[dict]):

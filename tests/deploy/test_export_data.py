@@ -39,3 +39,18 @@ def test_decode_once_equals_the_pipeline_and_the_host_check_loader(shared_data, 
     assert waveforms.shape == (6, 441000) and waveforms.dtype == np.float32
     pcm = host_check.to_int16(waveforms)
     assert np.array_equal(pcm, loader) and np.any(pcm != 0)
+
+
+def test_a_full_temporary_folder_is_refused_before_decoding(shared_data, monkeypatch, tmp_path):
+    """The waveform file would not fit: one ExportError naming the folder, the sizes and what to do."""
+    import shutil
+
+    import pytest
+
+    from keras_dssdn.errors import ExportError
+
+    _, train, _, evaluate = tut17_subsets(shared_data, n_eval=2)
+    spec = PipelineSpec(clip_seconds=10.0, vocabulary=train.vocabulary(), label_mode="int", cache=None)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100 << 20, 99 << 20, 1 << 20))
+    with pytest.raises(ExportError, match=r"need 3 MiB in the temporary folder .* 1 MiB free; point TMPDIR"):
+        export_data.decode_once(evaluate, spec)
