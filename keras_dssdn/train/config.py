@@ -39,6 +39,11 @@ class TrainConfig:
       replica; ``lr_scaling`` (``linear`` / ``sqrt`` / ``none``) scales
       ``learning_rate`` with the replica count; ``sync_batchnorm`` normalises
       with the global batch's statistics.
+    ema_momentum: weight averaging (0: off): the optimizer keeps an exponential moving average of the trainable
+      weights, ``avg = m * avg + (1 - m) * w`` after every step (``keras.optimizers.Optimizer(use_ema=True)``);
+      the evaluate split is scored with the averaged weights each epoch and ``best.keras`` holds them (batch-norm
+      statistics are the running ones); ``checkpoint/last.keras`` keeps the raw weights and the average, so a
+      resumed run continues both. One device only (``strategy=default``).
     run_eagerly: Keras runs each training and prediction step as plain Python instead of a traced graph
       (``model.compile(run_eagerly=True)``): slower per step, but no tracing, which costs 20-40 s per new model
       on a 2-core CPU. For debugging a step, and for tiny runs of a few steps (the test-suite's).
@@ -61,6 +66,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     warmup_epochs: int = 3
     min_lr_ratio: float = 0.01
+    ema_momentum: float = 0.0  # weight averaging: 0 = off; e.g. 0.99 = an exponential average over ~100 steps
     label_smoothing: float = 0.1
     # knowledge distillation (docs/distillation.md): a teacher-logits .npz (dssdn-teacher), or teacher run folders /
     # .keras / .tflite models (a path, a glob pattern or a list); loss = (1 - kd_weight) * label cross-entropy
@@ -108,6 +114,9 @@ class TrainConfig:
             raise ConfigError(f"epochs and batch_size must be >= 1, got epochs={self.epochs}, "
                               f"batch_size={self.batch_size}.")
         self._check_ranges()
+        if self.ema_momentum and self.strategy != "default":
+            raise ConfigError(f"ema_momentum={self.ema_momentum:g} (weight averaging) runs on one device; use "
+                              f"strategy=default, or ema_momentum=0 with strategy={self.strategy}.")
         self._check_model()
         from keras_dssdn.data.device_augment import check_device_keys
         check_device_keys(self)
@@ -126,6 +135,7 @@ class TrainConfig:
             ("learning_rate", self.learning_rate > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
             ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, f"between 0 and epochs ({self.epochs})"),
             ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "between 0 and 1"),
+            ("ema_momentum", 0 <= self.ema_momentum < 1, "in [0, 1) (0: no weight averaging)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"), ("fold", self.fold >= 1, ">= 1"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, ">= 0 (0: off)"),
             ("clip_seconds", self.clip_seconds is None or self.clip_seconds > 0, "> 0 (or null)"),

@@ -85,11 +85,12 @@ def build_network(cfg: TrainConfig, classes: int) -> keras.Model:
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     schedule = WarmupCosine(cfg.learning_rate, cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch,
                             cfg.min_lr_ratio)
+    ema = {"use_ema": True, "ema_momentum": float(cfg.ema_momentum)} if cfg.ema_momentum else {}
     if cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **ema)
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(schedule)
-    return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+        return keras.optimizers.Adam(schedule, **ema)
+    return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, **ema)
 
 
 def pipeline_spec(cfg: TrainConfig, vocabulary: LabelVocabulary) -> PipelineSpec:

@@ -28,6 +28,7 @@ mixed float16 when a GPU is present.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -87,7 +88,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         improved = self._improved(value)
         if improved:
             self.best, self.best_epoch, self.wait = float(value), epoch + 1, 0
-            with local_batchnorm_config(self.model):
+            with local_batchnorm_config(self.model), averaged_weights(self.model):
                 save_model_atomic(self.model, self.run_dir / runs.BEST)
         else:
             self.wait += 1
@@ -104,6 +105,24 @@ class RunCheckpoint(keras.callbacks.Callback):
         })
         if stop:
             self.model.stop_training = True
+
+
+@contextlib.contextmanager
+def averaged_weights(model: keras.Model):
+    """Inside the block the model holds its optimizer's moving average of the trainable weights (``ema_momentum``;
+    ``Optimizer.finalize_variable_values``), afterwards its raw weights again; nothing changes without one."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer (mixed precision)
+    if not getattr(optimizer, "use_ema", False):
+        yield model
+        return
+    raw = [v.numpy() for v in model.trainable_variables]
+    optimizer.finalize_variable_values(model.trainable_variables)
+    try:
+        yield model
+    finally:
+        for variable, value in zip(model.trainable_variables, raw):
+            variable.assign(value)
 
 
 class _LearningRateLogger(keras.callbacks.Callback):
@@ -331,7 +350,9 @@ def _fit(s: _Session, model, train_ds, eval_ds, state: Optional[dict], initial_e
         return state
     monitor = cfg.monitor if eval_ds is not None or cfg.monitor == "last" else cfg.monitor.replace("val_", "")
     checkpoint = RunCheckpoint(s.out_dir, monitor, cfg.early_stopping_patience if eval_ds is not None else 0, state)
-    cbs = [_LearningRateLogger(), checkpoint, keras.callbacks.CSVLogger(str(s.out_dir / runs.LOG), append=resume),
+    averaged = [keras.callbacks.SwapEMAWeights()] if cfg.ema_momentum else []  # the evaluate split on the average
+    cbs = [*averaged, _LearningRateLogger(), checkpoint,
+           keras.callbacks.CSVLogger(str(s.out_dir / runs.LOG), append=resume),
            keras.callbacks.TensorBoard(str(s.out_dir / runs.TENSORBOARD), write_graph=False), *callbacks]
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, initial_epoch=initial_epoch, callbacks=cbs,
               verbose=s.verbose, shuffle=False)  # the pipeline shuffles; Keras 3.15 warns about its default True

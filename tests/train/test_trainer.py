@@ -170,6 +170,26 @@ def test_bad_input_errors(tiny_data, tmp_path):
         train(_cfg(tiny_data, tmp_path, "nothing", "epochs=1"), resume=True)
 
 
+def test_weight_averaging_keeps_the_average_in_best_and_both_in_the_checkpoint(tiny_data, tmp_path):
+    """ema_momentum: best.keras holds the optimizer's moving average of the weights; checkpoint/last.keras the raw
+    weights and the average (a resume continues both); out-of-range values and multi-device runs refused."""
+    from keras_dssdn.train.trainer import averaged_weights
+
+    train(_cfg(tiny_data, tmp_path, "ema", "epochs=2", "ema_momentum=0.5", "monitor=last", "run_eagerly=true"))
+    best = keras.models.load_model(tmp_path / "ema" / "best.keras", compile=False)
+    last, _ = load_checkpoint(tmp_path / "ema")
+    raw = [v.numpy() for v in last.trainable_variables]
+    with averaged_weights(last):
+        average = [v.numpy() for v in last.trainable_variables]
+    assert all(np.array_equal(v.numpy(), r) for v, r in zip(last.trainable_variables, raw))  # restored
+    assert all(np.array_equal(b.numpy(), a) for b, a in zip(best.trainable_variables, average))
+    assert sum(not np.array_equal(a, r) for a, r in zip(average, raw)) > len(raw) // 2
+    with pytest.raises(ConfigError, match=r"ema_momentum=1\.0 must be in \[0, 1\)"):
+        load_train_config("small", ["ema_momentum=1.0"])
+    with pytest.raises(ConfigError, match="ema_momentum=0.99 .* runs on one device; use strategy=default"):
+        load_train_config("small", ["ema_momentum=0.99", "strategy=mirrored"])
+
+
 def test_resume_refuses_other_labels_and_corrupt_checkpoint(two_epoch_run, tiny_data, tmp_path):
     shutil.copytree(two_epoch_run[2], tmp_path / "run")  # a finished run of 2 epochs, changed below
     cfg = _cfg(tiny_data, tmp_path, "run", "epochs=2")
