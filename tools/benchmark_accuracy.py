@@ -428,6 +428,8 @@ def main(argv=None) -> int:
                         "report reads) into DIR, e.g. results/cv_tut17_k4 of the repository")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trained row")
     args = p.parse_args(argv)
+    if args.save_record and args.folds is None:
+        p.error("--save-record copies a cross-validation record: give --folds K as well")
     if args.folds is not None:
         from keras_dssdn.cli.common import run_command
 

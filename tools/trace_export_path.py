@@ -108,6 +108,16 @@ def main(argv=None) -> int:
     root = Path(args.out)
     if root.exists():
         parser.error(f"--out {root} exists; choose a new folder.")
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat}: give 1 or more")
+    from keras_dssdn.cli.common import run_command
+
+    return run_command(lambda: _run(args, root))
+
+
+def _run(args, root: Path) -> int:
+    """The exports of :func:`main` under ``root`` and their printed figures (a bad model or data folder: one
+    ``error:`` line from :func:`keras_dssdn.cli.common.run_command`)."""
     root.mkdir(parents=True)
     records = [export_once(args, root / f"bundle{i}", args.trace) for i in range(args.repeat)]
     for i, r in enumerate(records):

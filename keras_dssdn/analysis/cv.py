@@ -258,6 +258,8 @@ def save_record(out, dest) -> int:
     out, dest = Path(out), Path(dest)
     if not (out / "folds.csv").is_file():
         raise DataError(f"{out} has no folds.csv: it is not a cross-validation benchmark folder (--folds K --out).")
+    if dest.resolve() == out.resolve():
+        raise DataError(f"--save-record {dest} is the benchmark folder itself; name another folder.")
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "folds.csv", dest / "folds.csv")
     runs = sorted(p.parent for p in out.glob("*/seed*_fold*/cv.json"))

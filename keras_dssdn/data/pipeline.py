@@ -273,6 +273,7 @@ def features_of_waveforms(waveforms: np.ndarray, spec: PipelineSpec) -> np.ndarr
         ds = ds.map(spec.normalization.apply)
     return np.concatenate([x.numpy() for x in ds])
 
+
 def _batches(ds: tf.data.Dataset, checked: CheckedClips, spec: PipelineSpec, options: TrainingOptions,
              training: bool, with_metadata: bool) -> tf.data.Dataset:
     """Examples -> [shuffled] batches with labels, [augmented], [normalised], prefetched."""

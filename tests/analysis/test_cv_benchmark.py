@@ -80,3 +80,5 @@ def test_save_record_copies_only_what_the_report_reads(tmp_path):
     assert (dest / "mcu/seed0_fold1/oof.npz").read_text() == "mcu/seed0_fold1/oof.npz"
     with pytest.raises(DataError, match="no folds.csv"):
         save_record(tmp_path / "mine", dest)
+    with pytest.raises(DataError, match="is the benchmark folder itself"):
+        save_record(out, out)

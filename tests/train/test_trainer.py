@@ -171,11 +171,11 @@ def test_bad_input_errors(tiny_data, tmp_path):
 
 
 def test_weight_averaging_keeps_the_average_in_best_and_both_in_the_checkpoint(tiny_data, tmp_path):
-    """ema_momentum: best.keras holds the optimizer's moving average of the weights; checkpoint/last.keras the raw
+    """ema_momentum (one epoch of a tiny run): best.keras holds the optimizer's moving average of the weights; checkpoint/last.keras the raw
     weights and the average (a resume continues both); out-of-range values and multi-device runs refused."""
     from keras_dssdn.train.trainer import averaged_weights
 
-    train(_cfg(tiny_data, tmp_path, "ema", "epochs=2", "ema_momentum=0.5", "monitor=last", "run_eagerly=true"))
+    train(_cfg(tiny_data, tmp_path, "ema", "epochs=1", "ema_momentum=0.5", "monitor=last", "run_eagerly=true"))
     best = keras.models.load_model(tmp_path / "ema" / "best.keras", compile=False)
     last, _ = load_checkpoint(tmp_path / "ema")
     raw = [v.numpy() for v in last.trainable_variables]
