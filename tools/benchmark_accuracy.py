@@ -37,6 +37,16 @@ difference with a 95 % bootstrap interval, ``--teacher-out`` writes out-of-fold 
 
     python tools/benchmark_accuracy.py --data ../shared/data/tut17-dev --out runs/cv --folds 4 \\
         --rows baselines dcase_mcu_1s --seeds 0 1 2 --ensemble --compare dcase_mcu_1s mlp
+
+Distillation on the folds needs a teacher that heard neither the student's test fold nor the clip it scores
+(the ``--teacher-out`` file fails the first: docs/accuracy.md measured what that leak does). ``--nested``
+trains the teacher rows without each pair of folds; ``--nested-teacher-out DIR`` writes one teacher per
+student fold; the student row reads its own (``{fold}`` in a value becomes the run's fold)::
+
+    python tools/benchmark_accuracy.py ... --folds 4 --rows dcase_small_1s --seeds 0 1 --nested \
+        --nested-teacher-out runs/cv/teacher --teacher-rows dcase_small_1s
+    python tools/benchmark_accuracy.py ... --folds 4 --seeds 0 1 2 \
+        --rows mcu_kd=dcase_mcu_1s:teacher=runs/cv/teacher/fold{fold}.npz --compare mcu_kd dcase_mcu_1s
 """
 
 from __future__ import annotations
@@ -240,17 +250,20 @@ def _write_oof(logits, run: Path, record: dict) -> dict:
     return record
 
 
-def _cv_train(name, config, overrides, seed, k, view, args):
-    """One (row, seed, fold) run of a training configuration: trained on the other folds, fold ``k`` scored."""
+def _cv_train(name, config, overrides, seed, k, view, args, run=None):
+    """One (row, seed, fold) run of a training configuration: trained on the view's ``fold<k>_train`` (the other
+    folds; with ``k`` a pair split of ``--nested``, the folds outside the pair), ``fold<k>_evaluate`` scored, in
+    ``run`` (default ``<out>/<row>/seed<s>_fold<k>``). ``{fold}`` in an override's value becomes ``k``."""
     import keras
 
     from keras_dssdn.analysis.complexity import profile
     from keras_dssdn.distill.teacher import write_logits
     from keras_dssdn.train import load_train_config, train, training_data
 
-    run = _cv_run_dir(args, name, seed, k)
+    run = run or _cv_run_dir(args, name, seed, k)
     if (run / "cv.json").is_file():
         return json.loads((run / "cv.json").read_text())
+    overrides = [o.replace("{fold}", str(k)) for o in overrides]
     base = [f"data={view}", f"fold={k}", f"seed={seed}", f"out_dir={run.parent}", f"name={run.name}",
             "verbose=2"] + ([f"epochs={args.epochs}"] if args.epochs else [])
     cfg = load_train_config(config, base + list(overrides) + list(args.overrides))
@@ -314,14 +327,34 @@ def _cv_baseline(name, seed, k, view, args):
     return _write_oof(logits, run, record)
 
 
+def _cv_pairs(name, config, overrides, seed, view, args):
+    """``--nested``: the row's runs without each pair of folds (the view's pair splits), each scored on its pair:
+    the members of a leak-free teacher (:func:`keras_dssdn.analysis.cv.nested_teacher`)."""
+    from keras_dssdn.analysis.cv import pair_run
+    from keras_dssdn.data.folds import pair_folds
+
+    for n, (a, b) in pair_folds(args.folds).items():
+        r = _cv_train(name, config, overrides, seed, n, view, args, run=pair_run(args.out, name, seed, a, b))
+        print(f"[{name} seed {seed} without folds {a} + {b}] accuracy {100 * r['accuracy']:.1f} %  log loss "
+              f"{r['log_loss']:.3f}  ({r['seconds']:.0f} s)", flush=True)
+
+
 def run_cv(args) -> int:
-    """Train every (row, seed, fold) of ``--folds K`` not yet done, in order; then :func:`report_cv`."""
+    """Train every (row, seed, fold) of ``--folds K`` not yet done, in order (``--nested``: every (row, seed, pair
+    of folds)); then :func:`report_cv`."""
+    from keras_dssdn.errors import ConfigError
+
     view, folds = _cv_prepare(args)
     for name, config, overrides in _expand(args.rows):
+        if args.nested and config in BASELINES:
+            raise ConfigError(f"--nested trains the rows as teachers; the baseline {name} is not one. Leave it out.")
         for seed in args.seeds:
+            if args.report_only:
+                continue
+            if args.nested:
+                _cv_pairs(name, config, overrides, seed, view, args)
+                continue
             for k in range(1, folds.k + 1):
-                if args.report_only:
-                    continue
                 r = (_cv_baseline(name, seed, k, view, args) if config in BASELINES
                      else _cv_train(name, config, overrides, seed, k, view, args))
                 print(f"[{name} seed {seed} fold {k}/{folds.k}] accuracy {100 * r['accuracy']:.1f} %  log loss "
@@ -342,6 +375,15 @@ def report_cv(args) -> int:
         logits = oof_teacher(args.out, args.teacher_rows, args.teacher_out)
         print(f"wrote {args.teacher_out}: out-of-fold ensemble of {', '.join(args.teacher_rows)}")
         print_summary(logits)
+    if args.nested_teacher_out:
+        from keras_dssdn.analysis.cv import nested_teacher
+
+        dest = Path(args.nested_teacher_out)
+        dest.mkdir(parents=True, exist_ok=True)
+        for k in range(1, args.folds + 1):
+            logits = nested_teacher(args.out, args.teacher_rows, k, dest / f"fold{k}.npz")
+            print(f"wrote {dest / f'fold{k}.npz'}: leak-free teacher for students scored on fold {k} "
+                  f"({len(logits.clips)} clips, {len(logits.models)} member runs)")
     if args.save_record:
         from keras_dssdn.analysis.cv import save_record
 
@@ -421,7 +463,15 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-out", default=None, metavar="NPZ",
                    help="(--folds) write out-of-fold ensemble teacher logits over every clip: fold k's clips scored "
                         "by the ensemble of --teacher-rows x seeds trained on the other folds")
-    p.add_argument("--teacher-rows", nargs="+", default=[], metavar="ROW", help="rows of the --teacher-out ensemble")
+    p.add_argument("--teacher-rows", nargs="+", default=[], metavar="ROW",
+                   help="rows of the --teacher-out / --nested-teacher-out ensemble")
+    p.add_argument("--nested", action="store_true",
+                   help="(--folds) train the rows without each pair of folds instead (K (K-1) / 2 runs per seed, "
+                        "<row>/seed<s>_pair<a>-<b>): the members of --nested-teacher-out")
+    p.add_argument("--nested-teacher-out", default=None, metavar="DIR",
+                   help="(--folds) write DIR/fold<k>.npz, k = 1..K: leak-free teachers for students scored on fold "
+                        "k (each clip of fold j scored by --teacher-rows x seeds trained without folds j and k); a "
+                        "student row reads its fold's file with teacher=DIR/fold{fold}.npz")
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of --compare")
     p.add_argument("--save-record", default=None, metavar="DIR",
                    help="(--folds) afterwards, copy folds.csv and each finished run's cv.json and oof.npz (what the "
@@ -433,8 +483,12 @@ def main(argv=None) -> int:
     if args.folds is not None:
         from keras_dssdn.cli.common import run_command
 
-        if args.teacher_out and not args.teacher_rows:
-            p.error("--teacher-out needs --teacher-rows (the rows whose runs make the ensemble)")
+        if (args.teacher_out or args.nested_teacher_out) and not args.teacher_rows:
+            p.error("--teacher-out / --nested-teacher-out need --teacher-rows (the rows whose runs make the ensemble)")
+        if (args.nested or args.nested_teacher_out) and args.folds < 3:
+            p.error(f"--nested holds out pairs of folds: it needs --folds 3 or more (got {args.folds})")
+    elif args.nested or args.nested_teacher_out:
+        p.error("--nested / --nested-teacher-out work on cross-validation folds: give --folds K as well")
         return run_command(lambda: run_cv(args))
     start = time.time()
     results, cache = {}, {}

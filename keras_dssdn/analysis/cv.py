@@ -1,5 +1,5 @@
 """The cross-validation benchmark's results: pooled out-of-fold scores per row, ensembles of seeds, paired
-comparisons, and the out-of-fold ensemble teacher.
+comparisons, and the ensemble teachers built from the runs (out-of-fold, and nested: leak-free).
 
 Layout written by ``tools/benchmark_accuracy.py --folds K --out OUT``::
 
@@ -7,6 +7,8 @@ Layout written by ``tools/benchmark_accuracy.py --folds K --out OUT``::
     OUT/<row>/seed<s>_fold<k>/oof.npz      fold k's clips scored by the run trained on the other folds
                                            (teacher-logits format, keras_dssdn.distill.logits)
     OUT/<row>/seed<s>_fold<k>/cv.json      the run's record, written last (the run is done when it exists)
+    OUT/<row>/seed<s>_pair<a>-<b>/...      (``--nested``) the run trained without folds a and b, scored on both:
+                                           the members of a leak-free teacher (:func:`nested_teacher`)
 
 A (row, seed) is *complete* when all K of its runs are done; its K ``oof.npz`` join into one prediction per clip
 over the whole dataset (a clip's probabilities: the mean of its segments' ``exp(logits)``, as evaluation
@@ -215,32 +217,81 @@ def cv_report(out, rows: Optional[Sequence[str]] = None, compare_pairs: Sequence
     return "\n".join(text)
 
 
+def pair_run(out, row: str, seed: int, a: int, b: int) -> Path:
+    """The run folder of ``row`` x ``seed`` trained without folds ``a`` and ``b`` (either order), scored on both."""
+    a, b = sorted((a, b))
+    return Path(out) / row / f"seed{seed}_pair{a}-{b}"
+
+
+def _pair_seeds(out: Path, row: str, k: int) -> list:
+    """Seeds of ``row`` whose every pair run (all ``k (k - 1) / 2``) is done."""
+    seeds = sorted({int(p.name.split("_")[0][4:]) for p in (out / row).glob("seed*_pair*")})
+    pairs = [(a, b) for a in range(1, k + 1) for b in range(a + 1, k + 1)]
+    return [s for s in seeds if all((pair_run(out, row, s, a, b) / "cv.json").is_file() for a, b in pairs)]
+
+
+def _teacher_members(out: Path, rows: Sequence[str], seeds, complete, what: str) -> list:
+    """``[(row, seed), ...]``: ``seeds`` of every row, or (None) the seeds ``complete(row)`` finds done."""
+    members = []
+    for row in rows:
+        done = complete(row) if seeds is None else list(seeds)
+        if not done:
+            raise DataError(f"{out / row}: no seed of this row has all its {what} done; nothing to build a teacher "
+                            "from.")
+        members += [(row, s) for s in done]
+    return members
+
+
+def _ensemble_of_files(files, clips=None):
+    """The ensemble (mean logits) of the teacher-logits ``files``, each first cut to ``clips`` when given."""
+    from keras_dssdn.distill.logits import TeacherLogits
+
+    absent = [str(f) for f in files if not f.is_file()]
+    if absent:
+        raise DataError(f"out-of-fold logits missing: {', '.join(absent)}; finish those runs first.")
+    logits = [TeacherLogits.load(f) for f in files]
+    logits = logits if clips is None else [t.subset(clips) for t in logits]
+    return logits[0].merged(*logits[1:]) if len(logits) > 1 else logits[0]
+
+
 def oof_teacher(out, rows: Sequence[str], path=None, seeds: Optional[Sequence[int]] = None):
     """Out-of-fold ensemble teacher logits over every clip: for each fold ``k``, the ensemble (mean logits,
     :meth:`~keras_dssdn.distill.logits.TeacherLogits.merged`) of the runs of ``rows`` x complete seeds that trained
     on the other folds, scored on fold ``k``; the K parts joined (:meth:`TeacherLogits.joined`, what
     ``dssdn-teacher join`` does) into one file keyed by the dataset's own clip paths. The rows must share one
     segment layout (e.g. all 1-s models). Saved to ``path`` when given; returns the TeacherLogits.
-    """
-    from keras_dssdn.distill.logits import TeacherLogits
 
+    Not for students scored on these same folds: a clip of fold j is scored by models that trained on every other
+    fold, so a student tested on fold k learns from models that heard fold k (docs/accuracy.md measures how much
+    that flatters it). Use :func:`nested_teacher` there.
+    """
     out = Path(out)
     _, _, k = _fold_file(out)
-    members = []
-    for row in rows:
-        done = sorted(load_row(out, row)) if seeds is None else list(seeds)
-        if not done:
-            raise DataError(f"{out / row}: no seed of this row has all {k} folds done; nothing to build a teacher "
-                            "from.")
-        members += [(row, s) for s in done]
+    members = _teacher_members(out, rows, seeds, lambda row: sorted(load_row(out, row)), f"{k} folds")
+    parts = [_ensemble_of_files([out / row / f"seed{s}_fold{fold}" / "oof.npz" for row, s in members])
+             for fold in range(1, k + 1)]
+    joined = parts[0].joined(*parts[1:])
+    if path is not None:
+        joined.save(path)
+    return joined
+
+
+def nested_teacher(out, rows: Sequence[str], fold: int, path=None, seeds: Optional[Sequence[int]] = None):
+    """Leak-free teacher logits for a student scored on ``fold`` (and trained on the other folds): every clip of
+    each other fold j is scored by the ensemble of ``rows`` x seeds trained without folds j and ``fold``
+    (:func:`pair_run`, ``tools/benchmark_accuracy.py --nested``), so no teacher heard the student's test fold or
+    the clip it scores; the K - 1 parts joined into one file over the student's training clips. ``seeds``: default
+    every seed with all its pair runs done. Saved to ``path`` when given; returns the TeacherLogits."""
+    out = Path(out)
+    _, _, k = _fold_file(out)
+    if not 1 <= fold <= k:
+        raise DataError(f"fold {fold}: {out / 'folds.csv'} has folds 1..{k}.")
+    fold_of = {r[0]: int(r[3]) for r in _fold_rows(out)}
+    members = _teacher_members(out, rows, seeds, lambda row: _pair_seeds(out, row, k), "pair runs (--nested)")
     parts = []
-    for fold in range(1, k + 1):
-        files = [out / row / f"seed{s}_fold{fold}" / "oof.npz" for row, s in members]
-        absent = [str(f) for f in files if not f.is_file()]
-        if absent:
-            raise DataError(f"out-of-fold logits missing: {', '.join(absent)}; finish those runs first.")
-        logits = [TeacherLogits.load(f) for f in files]
-        parts.append(logits[0].merged(*logits[1:]) if len(logits) > 1 else logits[0])
+    for j in (f for f in range(1, k + 1) if f != fold):
+        clips = [name for name, f in fold_of.items() if f == j]
+        parts.append(_ensemble_of_files([pair_run(out, row, s, j, fold) / "oof.npz" for row, s in members], clips))
     joined = parts[0].joined(*parts[1:])
     if path is not None:
         joined.save(path)
@@ -262,7 +313,7 @@ def save_record(out, dest) -> int:
         raise DataError(f"--save-record {dest} is the benchmark folder itself; name another folder.")
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "folds.csv", dest / "folds.csv")
-    runs = sorted(p.parent for p in out.glob("*/seed*_fold*/cv.json"))
+    runs = sorted(p.parent for pattern in ("*/seed*_fold*/cv.json", "*/seed*_pair*/cv.json") for p in out.glob(pattern))
     for run in runs:
         target = dest / run.parent.name / run.name
         target.mkdir(parents=True, exist_ok=True)

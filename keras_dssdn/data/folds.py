@@ -27,9 +27,12 @@ a location in two folds.
 
 **View** (:func:`write_view`): a folder in the DCASE layout whose ``evaluation_setup/fold<k>_train.csv`` is every
 fold but ``k`` and ``fold<k>_evaluate.csv`` fold ``k``, so that ``train`` reads fold ``k`` with ``data=<view>
-fold=<k>`` unchanged. Its ``meta.csv`` repeats the dataset's rows; the audio is reached through symbolic links to
-the dataset's top-level audio folders (nothing copied), so clip keys (paths relative to the root: teacher
-logits) are the dataset's own.
+fold=<k>`` unchanged. For a *leak-free teacher* (docs/accuracy.md, "Distillation on the CV instrument") the view
+also holds one split per pair of folds, numbered after the K folds (:func:`pair_folds`; K = 4: 5 = {1, 2},
+6 = {1, 3}, 7 = {1, 4}, 8 = {2, 3}, 9 = {2, 4}, 10 = {3, 4}): ``fold<n>_train.csv`` is every fold but the pair and
+``fold<n>_evaluate.csv`` the pair's two folds. Its ``meta.csv`` repeats the dataset's rows; the audio is reached
+through symbolic links to the dataset's top-level audio folders (nothing copied), so clip keys (paths relative to
+the root: teacher logits) are the dataset's own.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ import os
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from itertools import combinations
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -252,6 +256,24 @@ def ensure_folds(path, clips, k: int, seed: int = 0, verbose: bool = False) -> F
 # ----------------------------------------------------------------------------- view
 
 
+def pair_folds(k: int) -> Dict[int, Tuple[int, int]]:
+    """``{split number: (a, b)}``: the view's split that holds out folds ``a < b`` of ``k``, numbered ``k + 1, ...``
+    in the order of :func:`itertools.combinations` (module doc); none for ``k < 3`` (nothing would be left to
+    train on)."""
+    if k < 3:
+        return {}
+    return {k + 1 + i: pair for i, pair in enumerate(combinations(range(1, k + 1), 2))}
+
+
+def pair_fold(k: int, a: int, b: int) -> int:
+    """The view's split number that holds out folds ``a`` and ``b`` (either order) of ``k``."""
+    pair = (min(a, b), max(a, b))
+    found = [n for n, p in pair_folds(k).items() if p == pair]
+    if not found:
+        raise ConfigError(f"folds {a} and {b} of k={k}: no such pair (two different folds of 1..{k}, k >= 3).")
+    return found[0]
+
+
 def _row(c, *fields) -> str:
     return "\t".join([c.filename, *fields])
 
@@ -284,10 +306,14 @@ def write_view(view, clips, folds: Folds) -> Path:
     meta = ["filename\tscene_label\tidentifier\tsource_label"]
     meta += [_row(c, c.label or "", location_of(c), c.device or "") for c in clips]
     write_text_atomic(view / "meta.csv", "\n".join(meta) + "\n")
-    for k in range(1, folds.k + 1):
-        for split, keep in (("train", lambda f: f != k), ("evaluate", lambda f: f == k)):
+    held_out = {k: (k,) for k in range(1, folds.k + 1)}
+    held_out.update(pair_folds(folds.k))
+    for n, held in held_out.items():
+        for split, keep in (("train", lambda f: f not in held), ("evaluate", lambda f: f in held)):
             lines = ["filename\tscene_label"] + [_row(c, c.label or "") for c in clips if keep(folds.fold[c.filename])]
-            write_text_atomic(view / "evaluation_setup" / f"fold{k}_{split}.csv", "\n".join(lines) + "\n")
+            write_text_atomic(view / "evaluation_setup" / f"fold{n}_{split}.csv", "\n".join(lines) + "\n")
+    pairs = ", ".join(f"{n} = folds {a} + {b}" for n, (a, b) in pair_folds(folds.k).items())
     write_text_atomic(view / "README.txt", f"Cross-validation view of {root} ({folds.k} folds), written by "
-                      "keras_dssdn.data.folds.write_view: fold<k>_evaluate = fold k, fold<k>_train = the others.\n")
+                      "keras_dssdn.data.folds.write_view: fold<k>_evaluate = fold k, fold<k>_train = the others; "
+                      f"held-out pairs (leak-free teachers): {pairs or 'none'}.\n")
     return view

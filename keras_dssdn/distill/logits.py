@@ -257,6 +257,17 @@ class TeacherLogits:
         return dataclasses.replace(self, logits=chosen.mean(axis=0), members=chosen,
                                    models=[self.models[i] for i in indices], source="")
 
+    def subset(self, clips: Sequence[str]) -> "TeacherLogits":
+        """The rows of ``clips`` (keys of this file, in that order; member logits kept), as a new TeacherLogits."""
+        missing = [str(c) for c in clips if c not in self._row]
+        if missing:
+            raise TeacherLogitsError(f"{self.source or 'teacher logits'}: {len(missing)} of the {len(clips)} clips "
+                                     f"asked for are not in it: {_shown(missing)}.")
+        rows = np.array([self._row[c] for c in clips], dtype=np.int64)
+        return dataclasses.replace(self, clips=self.clips[rows], logits=self.logits[rows], labels=self.labels[rows],
+                                   sizes=self.sizes[rows], source="",
+                                   members=None if self.members is None else self.members[:, rows])
+
     def merged(self, *others: "TeacherLogits") -> "TeacherLogits":
         """One ensemble of the members of this file and ``others`` (same clips, classes and segment layout)."""
         parts = [self, *others]

@@ -149,3 +149,75 @@ def test_location_clusters_widen_the_interval_when_clips_of_a_place_move_togethe
     assert "locations bootstrap" in describe(located) and "in 40 locations" in describe(located)
     with pytest.raises(ValueError, match="one id per clip"):
         paired_bootstrap(a, b, groups=places[:-1])
+
+
+def _fake_pair_runs(out, row, seed, names, fold, k=4, classes=("a", "b", "c")):
+    """Made-up pair runs of ``row`` x ``seed`` (``--nested``): run {a, b} scores the clips of folds a and b with
+    logits that encode the pair (a * 10 + b) and the clip, so a test can tell which run scored a clip."""
+    for a in range(1, k + 1):
+        for b in range(a + 1, k + 1):
+            idx = [i for i in range(len(names)) if fold[i] in (a, b)]
+            logits = np.zeros((len(idx), 2, len(classes)), np.float32)
+            logits[:, :, 0] = a * 10 + b
+            logits[:, :, 1] = np.array(idx)[:, None] + seed / 10
+            run = cv.pair_run(out, row, seed, b, a)  # either order names the same run
+            run.mkdir(parents=True)
+            TeacherLogits(np.array(names)[idx], logits, list(classes), 2.0, 1.0, None, None,
+                          {"name": "fake", "split": f"pair {a} {b}"}, [{"name": f"{row}/{seed}/{a}{b}"}],
+                          logits[None]).save(run / "oof.npz")
+            (run / "cv.json").write_text("{}")
+
+
+def test_nested_teacher_scores_each_clip_by_runs_that_heard_neither_it_nor_the_test_fold(tmp_path):
+    names, _, _ = _fake_cv(tmp_path, ["r1"], [0])
+    fold = [1 + (i // 2) % 4 for i in range(len(names))]  # _fake_cv's assignment
+    for s in (0, 1):
+        _fake_pair_runs(tmp_path, "r1", s, names, fold)
+    for k in range(1, 5):
+        teacher = cv.nested_teacher(tmp_path, ["r1"], k, tmp_path / f"fold{k}.npz")
+        assert sorted(teacher.clips) == sorted(n for n, f in zip(names, fold) if f != k)  # the student's train clips
+        back = TeacherLogits.load(tmp_path / f"fold{k}.npz")
+        for clip in back.clips:
+            i = names.index(clip)
+            j = fold[i]
+            a, b = sorted((j, k))
+            assert back.lookup(clip, 0)[0] == pytest.approx(a * 10 + b)  # the run without folds j and k
+            assert back.lookup(clip, 0)[1] == pytest.approx(i + 0.05)  # mean of seeds 0 and 1
+        assert len(back.models) == 3 * 2  # (K - 1) parts x 2 seeds
+
+
+def test_nested_teacher_refuses_missing_runs_and_folds(tmp_path):
+    from keras_dssdn.errors import DataError
+
+    names, _, _ = _fake_cv(tmp_path, ["r1"], [0])
+    fold = [1 + (i // 2) % 4 for i in range(len(names))]
+    with pytest.raises(DataError, match="no seed of this row has all its pair runs"):
+        cv.nested_teacher(tmp_path, ["r1"], 1)
+    _fake_pair_runs(tmp_path, "r1", 0, names, fold)
+    with pytest.raises(DataError, match="folds 1..4"):
+        cv.nested_teacher(tmp_path, ["r1"], 5)
+    with pytest.raises(DataError, match="seed1_pair1-2/oof.npz"):
+        cv.nested_teacher(tmp_path, ["r1"], 1, seeds=[0, 1])
+    (cv.pair_run(tmp_path, "r1", 0, 2, 3) / "cv.json").unlink()  # one pair run unfinished: seed 0 not complete
+    with pytest.raises(DataError, match="no seed of this row"):
+        cv.nested_teacher(tmp_path, ["r1"], 1)
+
+
+def test_save_record_keeps_the_pair_runs(tmp_path):
+    (tmp_path / "out").mkdir()
+    names, _, _ = _fake_cv(tmp_path / "out", ["r1"], [0])
+    fold = [1 + (i // 2) % 4 for i in range(len(names))]
+    _fake_pair_runs(tmp_path / "out", "r1", 0, names, fold)
+    assert cv.save_record(tmp_path / "out", tmp_path / "record") == 4 + 6
+    assert (cv.pair_run(tmp_path / "record", "r1", 0, 3, 4) / "oof.npz").is_file()
+
+
+def test_subset_keeps_the_order_asked_and_refuses_unknown_clips(tmp_path):
+    names, _, _ = _fake_cv(tmp_path, ["r1"], [0])
+    t = TeacherLogits.load(tmp_path / "r1" / "seed0_fold1" / "oof.npz")
+    keys = list(t.clips)[::-1][:3]
+    part = t.subset(keys)
+    assert list(part.clips) == keys and part.members.shape[1] == 3
+    np.testing.assert_array_equal(part.logits[0], t.logits[list(t.clips).index(keys[0])])
+    with pytest.raises(Exception, match="1 of the 2 clips asked for are not in it: audio/none.wav"):
+        t.subset([keys[0], "audio/none.wav"])

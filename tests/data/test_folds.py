@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 import pytest
 
 from keras_dssdn.data.datasets import read_dcase
-from keras_dssdn.data.folds import (Folds, build_folds, ensure_folds, location_of, read_folds, write_folds,
-                                    write_view)
+from keras_dssdn.data.folds import (Folds, build_folds, ensure_folds, location_of, pair_fold, pair_folds,
+                                    read_folds, write_folds, write_view)
 from keras_dssdn.distill.logits import clip_key
 from keras_dssdn.errors import ConfigError, MetadataError
 
@@ -151,6 +151,22 @@ def test_view_reads_each_fold_with_the_dataset_keys(tut17, tmp_path):
     (tmp_path / "taken" / "audio").mkdir()
     with pytest.raises(MetadataError, match="is not a link"):
         write_view(tmp_path / "taken", tut17, folds)
+
+
+def test_view_holds_out_every_pair_of_folds_for_leak_free_teachers(tut17, tmp_path):
+    folds = build_folds(tut17, 4, seed=0)
+    view = write_view(tmp_path / "view", tut17, folds)
+    assert pair_folds(4) == {5: (1, 2), 6: (1, 3), 7: (1, 4), 8: (2, 3), 9: (2, 4), 10: (3, 4)}
+    for n, (a, b) in pair_folds(4).items():
+        assert pair_fold(4, b, a) == n
+        train, evaluate = read_dcase(view, "train", n), read_dcase(view, "evaluate", n)
+        assert {folds.fold[c.filename] for c in evaluate} == {a, b}
+        assert {folds.fold[c.filename] for c in train} == {1, 2, 3, 4} - {a, b}
+        assert len(train) + len(evaluate) == len(tut17)
+    assert "10 = folds 3 + 4" in (view / "README.txt").read_text()
+    assert pair_folds(2) == {}
+    with pytest.raises(ConfigError, match="folds 2 and 2 of k=4: no such pair"):
+        pair_fold(4, 2, 2)
 
 
 def test_folds_of_a_synthetic_layout_without_identifiers(tmp_path):
