@@ -487,9 +487,9 @@ def main(argv=None) -> int:
             p.error("--teacher-out / --nested-teacher-out need --teacher-rows (the rows whose runs make the ensemble)")
         if (args.nested or args.nested_teacher_out) and args.folds < 3:
             p.error(f"--nested holds out pairs of folds: it needs --folds 3 or more (got {args.folds})")
-    elif args.nested or args.nested_teacher_out:
-        p.error("--nested / --nested-teacher-out work on cross-validation folds: give --folds K as well")
         return run_command(lambda: run_cv(args))
+    if args.nested or args.nested_teacher_out:
+        p.error("--nested / --nested-teacher-out work on cross-validation folds: give --folds K as well")
     start = time.time()
     results, cache = {}, {}
     for name, config, overrides in _expand(args.rows):

@@ -82,3 +82,27 @@ def test_save_record_copies_only_what_the_report_reads(tmp_path):
         save_record(tmp_path / "mine", dest)
     with pytest.raises(DataError, match="is the benchmark folder itself"):
         save_record(out, out)
+
+
+@pytest.mark.slow
+def test_nested_teacher_end_to_end(tmp_path):
+    """--nested trains a row without each pair of 3 folds, --nested-teacher-out writes one teacher per student
+    fold over exactly that fold's training clips, and a student row reads its own through {fold}."""
+    data = make_synthetic_dataset(tmp_path / "set", num_classes=3, train_locations=2, eval_locations=1,
+                                  clips_per_location=2, devices=("a",), seed=4)
+    out, teachers = tmp_path / "cv", tmp_path / "teachers"
+    row = "mcu=dcase_mcu_1s:epochs=1,warmup_epochs=0,batch_size=16,run_eagerly=true"
+    common = ["--data", str(data), "--out", str(out), "--folds", "3", "--seeds", "0", "--bootstrap", "200"]
+    tool = _tool()
+    assert tool.main(common + ["--rows", row, "--nested", "--nested-teacher-out", str(teachers),
+                               "--teacher-rows", "mcu"]) == 0
+    assert sorted(p.name for p in (out / "mcu").iterdir()) == ["seed0_pair1-2", "seed0_pair1-3", "seed0_pair2-3"]
+    folds = {line.split("\t")[0]: line.split("\t")[3] for line in (out / "folds.csv").read_text().splitlines()[2:]}
+    for k in (1, 2, 3):
+        teacher = TeacherLogits.load(teachers / f"fold{k}.npz")
+        assert sorted(teacher.clips) == sorted(c for c, f in folds.items() if f != str(k))
+    student = f"kd={row.split('=', 1)[1]},teacher={teachers}/fold{{fold}}.npz"
+    assert tool.main(common + ["--rows", student]) == 0
+    for k in (1, 2, 3):
+        config = json.loads((out / "kd" / f"seed0_fold{k}" / "config.json").read_text())
+        assert config["teacher"] == f"{teachers}/fold{k}.npz"
