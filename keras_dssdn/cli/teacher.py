@@ -97,6 +97,9 @@ def print_summary(logits) -> None:
         print("accuracy against the clips' labels (clip = mean of segment probabilities):")
         for name, a in acc.items():
             print(f"  {name:>34s}: clip {100 * a['clip']:.2f} %, segment {100 * a['segment']:.2f} %")
+        sure = logits.certainty()
+        print("ensemble's mean probability of the labelled class (per segment), the student's targets at T: "
+              + ", ".join(f"T = {t:g}: {p:.3f}" for t, p in sure.items()))
 
 
 def _run(args) -> int:

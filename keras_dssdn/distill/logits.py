@@ -317,6 +317,13 @@ class TeacherLogits:
 
     # ---- accuracy --------------------------------------------------------------------------------
 
+    def _label_ids(self) -> Optional[np.ndarray]:
+        """The clips' labels as class ids ``(N,)``; None when a clip is unlabelled or its label is not a class."""
+        index = {n: i for i, n in enumerate(self.class_names)}
+        if not len(self.labels) or any(l not in index for l in self.labels):
+            return None
+        return np.array([index[l] for l in self.labels])
+
     def accuracies(self) -> dict:
         """``{name: {"segment": acc, "clip": acc}}`` for each member, ``"ensemble"`` (the file's logits) and, with
         member logits, ``"ensemble (mean of probabilities)"`` against the stored labels.
@@ -324,12 +331,9 @@ class TeacherLogits:
         A clip's prediction is the mean of its segments' ``softmax(logits)`` (as :mod:`keras_dssdn.inference.evaluate`
         averages segment probabilities). Fractions in [0, 1]; empty when the clips carry no labels.
         """
-        if np.any(self.labels == "") or not len(self.labels):
+        y = self._label_ids()
+        if y is None:
             return {}
-        index = {n: i for i, n in enumerate(self.class_names)}
-        if any(l not in index for l in self.labels):
-            return {}
-        y = np.array([index[l] for l in self.labels])
         named = [(m.get("name", f"member{i}"), self.members[i]) for i, m in enumerate(self.models)] \
             if self.members is not None else []
         out = {}
@@ -337,6 +341,19 @@ class TeacherLogits:
             out[name] = _accuracy(softened(logits, 1.0), y)
         if self.members is not None:  # the other rule, for comparison: mean of the members' probabilities
             out["ensemble (mean of probabilities)"] = _accuracy(softened(self.members, 1.0).mean(axis=0), y)
+        return out
+
+    def certainty(self, temperatures: Sequence[float] = (1.0, 2.0, 4.0)) -> dict:
+        """``{T: mean probability of the labelled class}`` in the ensemble's targets ``softmax(logits / T)``, over
+        every (clip, segment): how sure the teacher is of what a student trains on (1.0 = the labels themselves,
+        ``1 / K`` = no information). Empty when the clips carry no labels."""
+        y = self._label_ids()
+        if y is None:
+            return {}
+        out = {}
+        for t in temperatures:
+            probs = softened(self.logits, t)  # (N, S, K)
+            out[float(t)] = float(np.take_along_axis(probs, y[:, None, None], axis=-1).mean())
         return out
 
     # ---- file ------------------------------------------------------------------------------------

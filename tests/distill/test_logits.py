@@ -147,3 +147,18 @@ def test_joined_parts_cover_the_split_and_overlaps_or_other_layouts_are_refused(
         a.joined(made_up_logits(parts[1], segments=3, classes=names))
     with pytest.raises(TeacherLogitsError, match="differ in classes or layout"):
         a.joined(made_up_logits(parts[1], classes=list(reversed(names))))
+
+
+def test_certainty_is_the_mean_probability_of_the_labelled_class(train_clips, tmp_path, capsys):
+    tl = made_up_logits(train_clips)
+    y = np.array([tl.class_names.index(l) for l in tl.labels])
+    tl.logits = (np.eye(3)[y][:, None].repeat(2, axis=1) * np.log(8.0)).astype(np.float32)
+    # labelled class logit ln 8 above two others: p = 8 / 10 at T = 1, sqrt(8) / (sqrt(8) + 2) at T = 2
+    sure = tl.certainty((1.0, 2.0))
+    assert sure[1.0] == pytest.approx(0.8, rel=1e-5)
+    assert sure[2.0] == pytest.approx(8 ** 0.5 / (8 ** 0.5 + 2), rel=1e-5)
+    tl.save(tmp_path / "t.npz")
+    assert teacher_main(["show", str(tmp_path / "t.npz")]) == 0
+    assert "T = 1: 0.800" in capsys.readouterr().out
+    tl.labels = np.array([""] * len(tl.labels))
+    assert tl.certainty() == {} and tl.accuracies() == {}
