@@ -6,7 +6,7 @@
     # per whole clip (a 10-s student); a 1-s teacher is run on each second and its probabilities averaged
     dssdn-teacher run 'runs/teacher/seed*' --data ... --split train --segment-seconds clip --out kd/clip.npz
     dssdn-teacher run ... --split evaluate --out kd/eval.npz    # prints each teacher's and the ensemble's accuracy
-    dssdn-teacher show kd/teachers_train.npz                    # what a file holds; accuracies and certainty when labelled
+    dssdn-teacher show kd/teachers_train.npz                    # what a file holds; accuracy, certainty if labelled
     dssdn-teacher show kd/large_eval.npz kd/middle_eval.npz     # two files' members as one ensemble
     dssdn-teacher export kd/teachers_train.npz kd/teachers.csv  # CSV: clip,segment,<class names...>
     dssdn-teacher import passt.csv --data ... --split train --segment-seconds 1 --out kd/passt.npz
