@@ -1,0 +1,42 @@
+"""The committed CV record (results/cv_tut17_k4): the figures docs/accuracy.md quotes come out of it, and the
+leak-free teacher made from its pair runs never contains a clip of the student's test fold. Reads only the record
+(cv.json + oof.npz per run, folds.csv): no audio, no training."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_dssdn.analysis import cv
+from keras_dssdn.distill.logits import TeacherLogits
+
+RECORD = Path(__file__).resolve().parents[2] / "results" / "cv_tut17_k4"
+
+#: Correct clips of 393 per seed, as docs/accuracy.md states them (pooled %: 100 * count / 393).
+QUOTED = {"dcase_mcu_1s": (268, 254, 264), "dcase_small_1s": (284, 267, 269), "mlp": (246, 255, 245),
+          "mcu_kdn": (253, 251, 267), "mcu_kdn_w02": (258, 256, 269), "mcu_kdn_w09": (224, 219, 236),
+          "mcu_kdi": (259, 257, 258)}
+
+
+@pytest.mark.parametrize("row", sorted(QUOTED))
+def test_quoted_pooled_accuracies_come_from_the_record(row):
+    seeds = cv.load_row(RECORD, row)
+    assert sorted(seeds) == [0, 1, 2]
+    correct = tuple(int((seeds[s]["probs"].argmax(1) == seeds[s]["labels"]).sum()) for s in (0, 1, 2))
+    assert correct == QUOTED[row]
+
+
+@pytest.mark.parametrize("fold", [1, 2, 3, 4])
+def test_nested_teacher_of_the_record_holds_no_clip_of_the_students_test_fold(fold):
+    fold_of = {name: int(k) for name, _, _, k in cv._fold_rows(RECORD)}
+    teacher = cv.nested_teacher(RECORD, ["dcase_small_1s"], fold)
+    assert sorted(teacher.clips) == sorted(n for n, k in fold_of.items() if k != fold)
+    # each part comes from the pair runs without folds {j, fold}: what those runs scored (their held-out clips)
+    # is exactly folds j and fold, so what they trained on holds neither the scored clip nor the student's test fold
+    for j in (f for f in (1, 2, 3, 4) if f != fold):
+        a, b = sorted((j, fold))
+        for seed in (0, 1):
+            scored = TeacherLogits.load(cv.pair_run(RECORD, "dcase_small_1s", seed, a, b) / "oof.npz").clips
+            assert sorted(scored) == sorted(n for n, k in fold_of.items() if k in (a, b))
+    acc = teacher.accuracies()["ensemble"]["clip"]
+    assert acc == pytest.approx({1: 0.6271, 2: 0.6701, 3: 0.6780, 4: 0.6102}[fold], abs=5e-5)
