@@ -15,7 +15,9 @@ normalisation and class names reach them without the user repeating them::
         log.csv              per-epoch loss / accuracy / learning rate
         tensorboard/         TensorBoard logs
         checkpoint/last.keras, checkpoint/state.json   every epoch, with the optimizer state
-        best.keras           best epoch: raw log-mel in, probabilities out (normalisation, class names inside)
+        checkpoint/weight_average.npz   running mean of the weights of the last swa_epochs epochs (swa_epochs > 0)
+        best.keras           best epoch (or the weight average, swa_epochs > 0): raw log-mel in, probabilities out
+                             (normalisation, class names inside)
         metrics.json, metrics.md, confusion.png        evaluation of best.keras on the evaluate split
         subset.csv           the training clips of a train_subset run (filename, scene_label, identifier, source_label)
         teacher_logits.npz   the teacher logits a distilled run trains on (keras_dssdn.distill.logits): a resumed
@@ -49,6 +51,7 @@ LOG = "log.csv"
 TENSORBOARD = "tensorboard"
 CHECKPOINT = "checkpoint/last.keras"
 STATE = "checkpoint/state.json"
+WEIGHT_AVERAGE = "checkpoint/weight_average.npz"
 BEST = "best.keras"
 METRICS = "metrics.json"
 SUBSET = "subset.csv"

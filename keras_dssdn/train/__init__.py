@@ -1,5 +1,6 @@
 """Training: configuration (:mod:`.config`), recipe (:mod:`.recipe`), learning-rate schedule (:mod:`.schedule`),
-the run loop (:mod:`.trainer`) and tf.distribute strategies (:mod:`.distribute`).
+the run loop (:mod:`.trainer`), stochastic weight averaging (:mod:`.weight_average`) and tf.distribute strategies
+(:mod:`.distribute`).
 
 The public names below are loaded on first use, so that importing one submodule (e.g. the schedule, which
 ``import keras_dssdn`` registers) does not load the whole training stack.

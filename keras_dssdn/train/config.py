@@ -44,6 +44,9 @@ class TrainConfig:
       the evaluate split is scored with the averaged weights each epoch and ``best.keras`` holds them (batch-norm
       statistics are the running ones); ``checkpoint/last.keras`` keeps the raw weights and the average, so a
       resumed run continues both. One device only (``strategy=default``).
+    swa_epochs: stochastic weight averaging (0: off): ``best.keras`` holds the mean of the weights at the end of
+      the last ``swa_epochs`` epochs, its batch-norm statistics re-estimated in one pass over the training data
+      (:mod:`keras_dssdn.train.weight_average`); needs ``monitor=last`` and one device, excludes ``ema_momentum``.
     run_eagerly: Keras runs each training and prediction step as plain Python instead of a traced graph
       (``model.compile(run_eagerly=True)``): slower per step, but no tracing, which costs 20-40 s per new model
       on a 2-core CPU. For debugging a step, and for tiny runs of a few steps (the test-suite's).
@@ -67,6 +70,7 @@ class TrainConfig:
     warmup_epochs: int = 3
     min_lr_ratio: float = 0.01
     ema_momentum: float = 0.0  # weight averaging: 0 = off; e.g. 0.99 = an exponential average over ~100 steps
+    swa_epochs: int = 0  # stochastic weight averaging over the last N epochs, batch norm re-estimated; 0 = off
     label_smoothing: float = 0.1
     # knowledge distillation (docs/distillation.md): a teacher-logits .npz (dssdn-teacher), or teacher run folders /
     # .keras / .tflite models (a path, a glob pattern or a list); loss = (1 - kd_weight) * label cross-entropy
@@ -117,6 +121,7 @@ class TrainConfig:
         if self.ema_momentum and self.strategy != "default":
             raise ConfigError(f"ema_momentum={self.ema_momentum:g} (weight averaging) runs on one device; use "
                               f"strategy=default, or ema_momentum=0 with strategy={self.strategy}.")
+        self._check_weight_average()
         self._check_model()
         from keras_dssdn.data.device_augment import check_device_keys
         check_device_keys(self)
@@ -129,6 +134,18 @@ class TrainConfig:
             if seconds is not None and frontend.num_samples(seconds) < frontend.n_fft:
                 raise ConfigError(f"{key}={seconds:g} is shorter than one STFT window "
                                   f"({frontend.n_fft / frontend.sample_rate:.3f} s at frontend.n_fft={frontend.n_fft}).")
+
+    def _check_weight_average(self) -> None:
+        if not self.swa_epochs:
+            return
+        if not 0 < self.swa_epochs <= self.epochs:
+            raise ConfigError(f"swa_epochs={self.swa_epochs} must be between 0 (off) and epochs ({self.epochs}).")
+        clash = [f"ema_momentum={self.ema_momentum:g}"] if self.ema_momentum else []
+        clash += [f"monitor={self.monitor}"] if self.monitor != "last" else []
+        clash += [f"strategy={self.strategy}"] if self.strategy != "default" else []
+        if clash:
+            raise ConfigError(f"swa_epochs={self.swa_epochs} (weight averaging over the last epochs) needs "
+                              f"ema_momentum=0, monitor=last and strategy=default; got {', '.join(clash)}.")
 
     def _check_ranges(self) -> None:
         checks = [

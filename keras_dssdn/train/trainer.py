@@ -12,7 +12,9 @@
         log.csv              per-epoch loss / accuracy / learning rate
         tensorboard/         TensorBoard logs
         checkpoint/last.keras, checkpoint/state.json   written atomically every epoch
-        best.keras           best model on the evaluate split (normalisation and class names inside)
+        checkpoint/weight_average.npz   the running mean of the last epochs' weights (swa_epochs > 0)
+        best.keras           best model on the evaluate split, the last epoch (monitor=last) or the weight
+                             average (swa_epochs > 0); normalisation and class names inside
         metrics.json, metrics.md, confusion.png        final evaluation of best.keras
 
 The saved models take raw log-mel maps ``(n_mels, frames, 1)`` from
@@ -49,6 +51,7 @@ from keras_dssdn.train.config import RESUME_MAY_CHANGE, TrainConfig, config_chan
 from keras_dssdn.train.distribute import local_batchnorm_config
 from keras_dssdn.train.recipe import (use_mixed_precision, build_network, compile_for_training, normalization_stats,
                                       pipeline_spec, teacher_targets, training_data, training_options, wrap_network)
+from keras_dssdn.train.weight_average import WeightAverage, finish_weight_average
 
 # ----------------------------------------------------------------------------
 # Run folder, checkpoints
@@ -347,16 +350,30 @@ def _fit(s: _Session, model, train_ds, eval_ds, state: Optional[dict], initial_e
     if initial_epoch >= cfg.epochs or (state or {}).get("stopped_early"):
         if s.verbose:
             print(f"{s.run_dir}: already trained to epoch {initial_epoch}; evaluating.")
-        return state
+        return _finish_weight_average(s, model, train_ds, state)
     monitor = cfg.monitor if eval_ds is not None or cfg.monitor == "last" else cfg.monitor.replace("val_", "")
     checkpoint = RunCheckpoint(s.out_dir, monitor, cfg.early_stopping_patience if eval_ds is not None else 0, state)
     averaged = [keras.callbacks.SwapEMAWeights()] if cfg.ema_momentum else []  # the evaluate split on the average
+    averaged += [WeightAverage(s.out_dir, cfg.epochs, cfg.swa_epochs)] if cfg.swa_epochs else []
     cbs = [*averaged, _LearningRateLogger(), checkpoint,
            keras.callbacks.CSVLogger(str(s.out_dir / runs.LOG), append=resume),
            keras.callbacks.TensorBoard(str(s.out_dir / runs.TENSORBOARD), write_graph=False), *callbacks]
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, initial_epoch=initial_epoch, callbacks=cbs,
               verbose=s.verbose, shuffle=False)  # the pipeline shuffles; Keras 3.15 warns about its default True
-    return json.loads((s.out_dir / runs.STATE).read_text())
+    return _finish_weight_average(s, model, train_ds, json.loads((s.out_dir / runs.STATE).read_text()))
+
+
+def _finish_weight_average(s: _Session, model, train_ds, state: dict) -> dict:
+    """``swa_epochs``: ``best.keras`` becomes the weight average (batch norm re-estimated), once per run; the
+    state records it (``weight_average``). Without weight averaging, ``state`` unchanged."""
+    if not s.cfg.swa_epochs or "weight_average" in state:
+        return state
+    info = state["weight_average"] = finish_weight_average(model, s.out_dir, train_ds)
+    if s.verbose:
+        print(f"best.keras: the mean of the weights of epochs {info['last_epoch'] - info['epochs_averaged'] + 1}-"
+              f"{info['last_epoch']}, batch norm re-estimated on {info['batchnorm_batches']} training batches.")
+    write_json_atomic(s.out_dir / runs.STATE, state)
+    return state
 
 
 def _evaluate_best(s: _Session, state: dict) -> dict:
