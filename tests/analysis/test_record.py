@@ -14,7 +14,9 @@ RECORD = Path(__file__).resolve().parents[2] / "results" / "cv_tut17_k4"
 #: Correct clips of 393 per seed, as docs/accuracy.md states them (pooled %: 100 * count / 393).
 QUOTED = {"dcase_mcu_1s": (268, 254, 264), "dcase_small_1s": (284, 267, 269), "mlp": (246, 255, 245),
           "mcu_kdn": (253, 251, 267), "mcu_kdn_w02": (258, 256, 269), "mcu_kdn_w09": (224, 219, 236),
-          "mcu_kdi": (259, 257, 258), "mcu_kdi_t4": (267, 254, 262)}
+          "mcu_kdi": (259, 257, 258), "mcu_kdi_t4": (267, 254, 262),
+          "mcu_perband": (260, 259, 257), "mcu_fmask": (259, 250, 269), "mcu_seg05": (272, 243, 268),
+          "mcu_e30_mix": (268, 249, 262), "mcu_swa": (259, 236, 265)}
 
 
 @pytest.mark.parametrize("row", sorted(QUOTED))
