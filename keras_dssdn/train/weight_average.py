@@ -54,25 +54,29 @@ def _write_average(path: Path, average: dict) -> None:
 
 class WeightAverage(keras.callbacks.Callback):
     """At the end of each of the last ``swa_epochs`` of ``epochs``: fold the trainable weights into the running
-    mean in ``run_dir/checkpoint/weight_average.npz`` (before the epoch's checkpoint, so a resumed run that
-    repeats an epoch finds it already counted and skips it)."""
+    mean and write it to ``run_dir/checkpoint/weight_average.npz`` (before the epoch's checkpoint, so a resumed
+    run that repeats an epoch finds it already counted and skips it). The file is read once, when training
+    starts (a resumed run continues its mean)."""
 
     def __init__(self, run_dir: Path, epochs: int, swa_epochs: int):
         super().__init__()
         self.path = Path(run_dir) / runs.WEIGHT_AVERAGE
         self.first_epoch = epochs - swa_epochs + 1  # 1-based
+        self.average = None
+
+    def on_train_begin(self, logs=None):
+        self.average = _read_average(self.path, self.model.trainable_variables)
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 < self.first_epoch:
+        if self.average is None:
+            self.on_train_begin()
+        if epoch + 1 < self.first_epoch or epoch + 1 <= self.average["last_epoch"]:
             return
-        variables = self.model.trainable_variables
-        average = _read_average(self.path, variables)
-        if epoch + 1 <= average["last_epoch"]:
-            return
-        weights = [np.asarray(v.numpy(), np.float64) for v in variables]
-        n = average["count"]
-        values = weights if n == 0 else [a + (w - a) / (n + 1) for a, w in zip(average["values"], weights)]
-        _write_average(self.path, {"values": values, "count": n + 1, "last_epoch": epoch + 1})
+        weights = [np.asarray(v.numpy(), np.float64) for v in self.model.trainable_variables]
+        n = self.average["count"]
+        values = weights if n == 0 else [a + (w - a) / (n + 1) for a, w in zip(self.average["values"], weights)]
+        self.average = {"values": values, "count": n + 1, "last_epoch": epoch + 1}
+        _write_average(self.path, self.average)
 
 
 def reestimate_batchnorm(model: keras.Model, inputs: Iterable) -> int:
