@@ -458,8 +458,8 @@ def main(argv=None) -> int:
                         "(recording locations x seed pairs resampled); "
                         "repeatable; a row NAME+ens is the ensemble of its seeds")
     p.add_argument("--ensemble", nargs="*", default=None, metavar="ROW",
-                   help="(--folds) also tabulate the ensemble of each row's seeds (mean of probabilities); "
-                        "no names: every row")
+                   help="(--folds) also tabulate the ensemble of each row's seeds (mean of probabilities) and "
+                        "the accuracy of every N-seed subset (what N members buy); no names: every row")
     p.add_argument("--teacher-out", default=None, metavar="NPZ",
                    help="(--folds) write out-of-fold ensemble teacher logits over every clip: fold k's clips scored "
                         "by the ensemble of --teacher-rows x seeds trained on the other folds")

@@ -20,10 +20,11 @@ out of a benchmark folder, e.g. into the repository, where ``--report-only`` tab
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -110,6 +111,35 @@ def ensemble_of(seeds: Dict[int, dict]) -> Dict[int, dict]:
     probs = np.mean([v["probs"] for v in seeds.values()], axis=0)
     records = [r for v in seeds.values() for r in v["records"]]
     return {-1: {**first, "probs": probs, "records": records, "members": sorted(seeds)}}
+
+
+def ensemble_sizes(seeds: Dict[int, dict]) -> List[dict]:
+    """What an ensemble of ``n`` seeds buys, for ``n`` = 1 .. the row's complete seeds: the pooled accuracy of
+    every ``n``-seed subset (the ensemble averages their clip probabilities), their mean, and the parameters and
+    MACs per input of the ``n`` members together. ``[{"members": n, "subsets": [[seed, ...], ...],
+    "accuracy": [fraction per subset], "mean": fraction, "params": int or None, "macs": int or None}, ...]``."""
+    rec = next(iter(seeds.values()))["records"][0]
+    curve = []
+    for n in range(1, len(seeds) + 1):
+        subsets = [list(c) for c in itertools.combinations(sorted(seeds), n)]
+        acc = [float(per_clip(ensemble_of({s: seeds[s] for s in c})).mean()) for c in subsets]
+        curve.append({"members": n, "subsets": subsets, "accuracy": acc, "mean": float(np.mean(acc)),
+                      **{k: None if rec.get(k) is None else n * rec[k] for k in ("params", "macs")}})
+    return curve
+
+
+def _ensemble_size_lines(curves: Dict[str, List[dict]]) -> List[str]:
+    text = ["", "Ensemble size (what N seeds buy; pooled accuracy of every N-seed subset, their mean; params and "
+            "MACs per input of the N members together):"]
+    for row, curve in curves.items():
+        parts = []
+        for c in curve:
+            each = " / ".join(f"{100 * a:.1f}" for a in c["accuracy"])
+            cost = "" if c["params"] is None else f", {c['params']:,} params"
+            cost += "" if c["macs"] is None else f", {c['macs'] / 1e6:.2f} M MACs"
+            parts.append(f"N={c['members']}: {100 * c['mean']:.1f} ({each}{cost})")
+        text.append(f"- {row}: " + "; ".join(parts))
+    return text
 
 
 def per_clip(seeds: Dict[int, dict], metric: str = "accuracy") -> np.ndarray:
@@ -203,6 +233,10 @@ def cv_report(out, rows: Optional[Sequence[str]] = None, compare_pairs: Sequence
         comparisons.append({"a": a, "b": b, **c})
         verdict = "interval excludes zero" if excludes_zero(c) else "interval includes zero: no measured difference"
         text.append(f"- {a} - {b}: pooled accuracy {describe(c)}, seeds {c['seed_list']}; {verdict}")
+    curves = {r: ensemble_sizes(v) for r, v in loaded.items()
+              if ensembles is not None and r + ENSEMBLE in loaded}
+    if curves:
+        text += _ensemble_size_lines(curves)
     noise = {r: seed_noise(v, resamples, places) for r, v in loaded.items() if len(v) > 1}
     if noise:
         text += ["", "Seed noise (what the instrument resolves): per row, the std of pooled accuracy over seeds, and "
@@ -212,7 +246,8 @@ def cv_report(out, rows: Optional[Sequence[str]] = None, compare_pairs: Sequence
                               f"[{100 * p['low']:+.1f}, {100 * p['high']:+.1f}]" for p in n["pairs"])
             text.append(f"- {r}: std {100 * n['std']:.1f} points; {pairs}")
     (out / "cv_table.md").write_text("\n".join(text) + "\n")
-    record = {"folds": k, "clips": len(names), "rows": summaries, "comparisons": comparisons, "seed_noise": noise}
+    record = {"folds": k, "clips": len(names), "rows": summaries, "comparisons": comparisons, "seed_noise": noise,
+              "ensemble_sizes": curves}
     (out / "cv_results.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     return "\n".join(text)
 
