@@ -210,6 +210,10 @@ def _resolve(log_mel, norm, names, run, overrides: ModelOverrides):
         (f"ClassNames layer {names.name}" if names else "", list(names.class_names) if names else None),
         ("given", [str(c) for c in overrides.class_names] if overrides.class_names is not None else None),
         _run_file(run, runs.LABELS, lambda r: list(r.vocabulary().names))])
+    if stats is not None and stats.mode == "per_input":
+        raise ExportError(f"{stats_src}: normalization per_input (each input standardised by its own mean and std) "
+                          "cannot be exported: the bundle and the C front end (micro/dssdn_frontend.c) apply fixed "
+                          "statistics. Train with normalization=global or per_band to deploy.")
     sources = {"frontend": fe_src, "normalization": stats_src or "none (the model takes raw log-mel)"}
     if labels_src:
         sources["class_names"] = labels_src

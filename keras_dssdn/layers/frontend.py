@@ -156,7 +156,9 @@ class LogMel(keras.layers.Layer):
 # Normalisation
 # --------------------------------------------------------------------------
 
-NORMALIZATION_MODES = ("global", "per_band")
+NORMALIZATION_MODES = ("global", "per_band", "per_input")
+#: Smallest standard deviation ``per_input`` divides by (log-mel units): a constant input maps to zeros.
+PER_INPUT_STD_FLOOR = 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +167,11 @@ class NormalizationStats:
 
     ``mode="global"``: one value each; ``"per_band"``: one per mel band
     (``n_mels`` values, lowest band first). ``count`` is the number of values
-    averaged per statistic.
+    averaged per statistic. ``"per_input"``: no stored statistics (``mean`` and
+    ``std`` empty); each model input (one 1-s segment for the 1-s models, the
+    "per clip" normalisation of the literature) is standardised by its own mean
+    and standard deviation over all its bands and frames. Training and Keras
+    inference support it; the C front end does not (export refuses it).
     """
 
     mean: tuple
@@ -178,7 +184,8 @@ class NormalizationStats:
             raise ValueError(f"mode must be one of {NORMALIZATION_MODES}, got {self.mode!r}.")
         object.__setattr__(self, "mean", tuple(float(v) for v in np.ravel(self.mean)))
         object.__setattr__(self, "std", tuple(float(v) for v in np.ravel(self.std)))
-        if len(self.mean) != len(self.std) or (self.mode == "global" and len(self.mean) != 1):
+        if len(self.mean) != len(self.std) or (self.mode == "global" and len(self.mean) != 1) \
+                or ((self.mode == "per_input") != (len(self.mean) == 0)):
             raise ValueError("NormalizationStats: mean / std sizes do not match the mode.")
 
     def to_dict(self) -> dict:
@@ -205,6 +212,9 @@ class NormalizationStats:
 
     def apply(self, x):
         """Standardise ``(..., n_mels, frames, 1)`` log-mel maps (TF ops)."""
+        if self.mode == "per_input":
+            mean, variance = tf.nn.moments(x, axes=[-3, -2, -1], keepdims=True)
+            return (x - mean) / tf.maximum(tf.sqrt(variance), PER_INPUT_STD_FLOOR)
         mean = tf.constant(np.reshape(self.mean, (-1, 1, 1)), tf.float32)
         std = tf.constant(np.reshape(self.std, (-1, 1, 1)), tf.float32)
         return (x - mean) / std
@@ -219,6 +229,8 @@ def compute_normalization_stats(logmels, mode: str = "global", max_batches: Opti
     """
     if mode not in NORMALIZATION_MODES:
         raise ValueError(f"mode must be one of {NORMALIZATION_MODES}, got {mode!r}.")
+    if mode == "per_input":  # nothing to learn from the data: each input brings its own statistics
+        return NormalizationStats((), (), mode)
     total = total_sq = None
     count = 0
     for i, batch in enumerate(logmels):

@@ -104,8 +104,9 @@ class TrainConfig:
         self._type_mappings()
         if self.optimizer not in ("adamw", "adam", "sgd"):
             raise ConfigError(f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}.")
-        if self.normalization not in ("global", "per_band", "none"):
-            raise ConfigError(f"normalization must be global, per_band or none, got {self.normalization!r}.")
+        if self.normalization not in ("global", "per_band", "per_input", "none"):
+            raise ConfigError("normalization must be global, per_band, per_input or none, got "
+                              f"{self.normalization!r}.")
         if self.mixed_precision not in ("auto", "on", "off"):
             raise ConfigError(f"mixed_precision must be auto, on or off, got {self.mixed_precision!r}.")
         if self.monitor not in ("val_accuracy", "val_loss", "last"):

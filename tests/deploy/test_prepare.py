@@ -32,6 +32,16 @@ def test_prepare_model_errors():
         prepare_model(plain_model())  # 16 bands vs the default front end's 128
 
 
+def test_per_input_normalisation_is_refused_by_export(tmp_path):
+    """The C front end applies fixed statistics: a run trained with normalization=per_input is refused, named."""
+    from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end
+
+    wrapped = attach_front_end(plain_model(), FE16, normalization=NormalizationStats((), (), "per_input"),
+                               class_names=["a", "b", "c"], waveform_input=False, seconds=FE16.seconds_for_frames(8))
+    with pytest.raises(Exception, match="per_input .*normalization=global or per_band"):
+        prepare_model(wrapped)
+
+
 def test_split_front_end_of_attach_front_end():
     from keras_dssdn.layers.frontend import NormalizationStats, attach_front_end
 

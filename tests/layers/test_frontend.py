@@ -122,6 +122,24 @@ def test_normalization_stats_match_numpy():
     np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1.0, atol=1e-4)
 
 
+def test_per_input_normalization_standardises_each_input_by_itself(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(loc=rng.uniform(-9, 0, (5, 1, 1, 1)), scale=rng.uniform(0.5, 4, (5, 1, 1, 1)), size=(5, 8, 10, 1))
+    x[4] = -11.5  # a constant input (digital silence at the log floor) maps to zeros, not NaN
+    s = compute_normalization_stats([x.astype(np.float32)], mode="per_input")
+    assert (s.mean, s.std, s.mode) == ((), (), "per_input")
+    out = s.apply(tf.constant(x, tf.float32)).numpy()
+    np.testing.assert_allclose(out[:4].mean(axis=(1, 2, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(out[:4].std(axis=(1, 2, 3)), 1.0, atol=1e-4)
+    np.testing.assert_allclose(out[:4], (x[:4] - x[:4].mean(axis=(1, 2, 3), keepdims=True))
+                               / x[:4].std(axis=(1, 2, 3), keepdims=True), rtol=1e-4, atol=1e-4)
+    assert np.all(out[4] == 0.0)
+    s.save(str(tmp_path / "n.json"))
+    assert NormalizationStats.load(str(tmp_path / "n.json")) == s
+    with pytest.raises(ValueError):
+        NormalizationStats([0.0], [1.0], "per_input")
+
+
 def test_normalization_stats_json(tmp_path):
     s = NormalizationStats([1.0, 2.0], [3.0, 4.0], "per_band", 7)
     s.save(str(tmp_path / "n.json"))

@@ -254,3 +254,20 @@ def test_cli_refuses_a_bad_key_and_evaluates_what_it_trained(two_epoch_run, tiny
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "macro class-wise accuracy" in r.stdout and (tmp_path / "ev" / "confusion.png").is_file()
+
+
+def test_per_input_normalisation_trains_and_reloads(tiny_data, tmp_path):
+    """normalization=per_input: no statistics are learnt from the data (normalization.json holds none), the saved
+    model standardises each input by itself, and reloads; export refuses it (the C front end has fixed stats)."""
+    from keras_dssdn.deploy.prepare import prepare_model
+    from keras_dssdn.layers.frontend import LogMelNormalization, NormalizationStats
+
+    train(_cfg(tiny_data, tmp_path, "pin", "epochs=1", "normalization=per_input", "monitor=last", "run_eagerly=true"))
+    stats = NormalizationStats.load(str(tmp_path / "pin" / "normalization.json"))
+    assert (stats.mode, stats.mean, stats.std) == ("per_input", (), ())
+    best = keras.models.load_model(tmp_path / "pin" / "best.keras", compile=False)
+    assert any(isinstance(layer, LogMelNormalization) and layer.stats.mode == "per_input" for layer in best.layers)
+    with pytest.raises(Exception, match="per_input"):
+        prepare_model(best)
+    with pytest.raises(ConfigError, match="per_input or none, got 'per_clip'"):
+        _cfg(tiny_data, tmp_path, "bad", "normalization=per_clip")
