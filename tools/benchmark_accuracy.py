@@ -63,13 +63,32 @@ PACKAGED = ("small", "middle", "large", "dcase_small_1s")
 BASELINES = ("logreg", "mlp")
 
 
+def _split_overrides(text: str) -> list:
+    """``key=value,key=[a,b]`` -> ``["key=value", "key=[a,b]"]``: commas inside brackets or quotes stay."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [o for o in parts + [text[start:]] if o]
+
+
 def _parse_row(text: str):
-    """``name`` or ``name=config:key=value,key=value`` -> (name, config, overrides)."""
+    """``name`` or ``name=config:key=value,key=value`` -> (name, config, overrides); a value may be a list
+    (``widths=[20,28,40,56,60]``) or a quoted string holding commas."""
     if "=" not in text.split(":", 1)[0]:
         return text, text, []
     name, spec = text.split("=", 1)
     config, _, rest = spec.partition(":")
-    return name, config, [o for o in rest.split(",") if o]
+    return name, config, _split_overrides(rest)
 
 
 def _expand(rows):

@@ -106,3 +106,15 @@ def test_nested_teacher_end_to_end(tmp_path):
     for k in (1, 2, 3):
         config = json.loads((out / "kd" / f"seed0_fold{k}" / "config.json").read_text())
         assert config["teacher"] == f"{teachers}/fold{k}.npz"
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("mlp", ("mlp", "mlp", [])),
+    ("lr=dcase_mcu_1s:learning_rate=0.001", ("lr", "dcase_mcu_1s", ["learning_rate=0.001"])),
+    ("w=dcase_mcu_1s:widths=[20,28,40,56,60],epochs=1",
+     ("w", "dcase_mcu_1s", ["widths=[20,28,40,56,60]", "epochs=1"])),
+    ("a=small:augment={mixup_alpha: 0.3, freq_masks: 1},name='x,y'",
+     ("a", "small", ["augment={mixup_alpha: 0.3, freq_masks: 1}", "name='x,y'"])),
+])
+def test_row_overrides_split_on_commas_outside_lists_and_quotes(text, parsed):
+    assert _tool()._parse_row(text) == parsed
