@@ -19,7 +19,8 @@ QUOTED = {"dcase_mcu_1s": (268, 254, 264), "dcase_small_1s": (284, 267, 269), "m
           "mcu_perband": (260, 259, 257), "mcu_fmask": (259, 250, 269), "mcu_seg05": (272, 243, 268),
           "mcu_e30_mix": (268, 249, 262), "mcu_swa": (259, 236, 265),
           "mcu_mixstyle": (273, 256, 258), "mcu_mixup": (274, 245, 275), "mcu_perinput": (236, 247, 253),
-          "middle": (274, 283, 266), "large": (281, 272, 273)}
+          "middle": (274, 283, 266), "large": (281, 272, 273),
+          "mcu_w60": (254, 247, 257)}
 
 
 @pytest.mark.parametrize("row", sorted(QUOTED))
