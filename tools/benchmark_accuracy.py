@@ -22,7 +22,8 @@ in the same run on the same clips:
 Rows are named on the command line: ``--rows packaged`` (every packaged
 configuration), ``--rows baselines``, a packaged name (``small``), or an
 ablation ``NAME=CONFIG:key=value,key=value`` (e.g.
-``large_whole=large:segment_seconds=null``). Finished runs are reused
+``large_whole=large:segment_seconds=null``; a list value keeps its commas:
+``"narrow=dcase_mcu_1s:widths=[20,28,40,56,60]"``, quoted for the shell). Finished runs are reused
 (``<out>/<row>/seed<k>/metrics.json``), killed ones resumed, so the command
 can be stopped and restarted. Writes ``<out>/results.json``, ``<out>/table.md``
 and ``<out>/curves.png`` (evaluate accuracy against epoch, one line per run).
