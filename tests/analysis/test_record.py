@@ -20,7 +20,7 @@ QUOTED = {"dcase_mcu_1s": (268, 254, 264), "dcase_small_1s": (284, 267, 269), "m
           "mcu_e30_mix": (268, 249, 262), "mcu_swa": (259, 236, 265),
           "mcu_mixstyle": (273, 256, 258), "mcu_mixup": (274, 245, 275), "mcu_perinput": (236, 247, 253),
           "middle": (274, 283, 266), "large": (281, 272, 273),
-          "mcu_w60": (254, 247, 257)}
+          "mcu_w60": (254, 247, 257), "small_mixup": (278, 276, 259)}
 
 
 @pytest.mark.parametrize("row", sorted(QUOTED))
